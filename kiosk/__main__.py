@@ -1,0 +1,5 @@
+"""``python -m kiosk`` runs the command line."""
+
+from kiosk.cli import main
+
+main()
