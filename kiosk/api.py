@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email.utils
-import importlib.metadata
 import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import certifi
 import httpx
 
+from kiosk import __version__
 from kiosk.errors import ApiError, AuthError
 
 __all__ = [
@@ -42,15 +42,7 @@ __all__ = [
     "tls_context",
 ]
 
-
-def _software_version() -> str:
-    try:
-        return importlib.metadata.version("kaikukortti-kiosk")
-    except importlib.metadata.PackageNotFoundError:
-        return "dev"
-
-
-SOFTWARE_VERSION = _software_version()
+SOFTWARE_VERSION = __version__
 # A Retry-After beyond a day is a broken server, not a plan; records wait at most this.
 MAX_RETRY_AFTER_SECONDS = 86_400.0
 

@@ -42,6 +42,7 @@ from typing import Any
 
 __all__ = [
     "FAULT_KINDS",
+    "HARD_BODY_LIMIT",
     "DevServer",
     "Fault",
     "Reply",
@@ -123,7 +124,7 @@ CREATE TABLE IF NOT EXISTS events (
 
 @dataclasses.dataclass
 class Fault:
-    """A fault for the next ``count`` requests whose path starts with ``path``.
+    """A fault for ``count`` requests whose path starts with ``path``, after ``after`` more.
 
     ``retry_after`` goes into a 429/503's ``Retry-After``: as seconds, or with
     ``as_date`` as the HTTP date that many seconds after the server's ``Date``.
@@ -133,6 +134,7 @@ class Fault:
     kind: str
     count: int = 1
     path: str = "/v1/"
+    after: int = 0  # matching requests to let through before the fault starts
     retry_after: float | None = None
     as_date: bool = False
     delay: float = 2.0
@@ -140,17 +142,17 @@ class Fault:
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"fault kind must be one of {', '.join(FAULT_KINDS)}")
-        if self.count < 1 or self.delay < 0 or (self.retry_after or 0) < 0:
+        if self.count < 1 or self.after < 0 or self.delay < 0 or (self.retry_after or 0) < 0:
             raise ValueError("fault count must be positive, delays not negative")
 
 
 def parse_fault(spec: str) -> Fault:
-    """A fault from ``KIND [count=N] [path=P] [retry_after=S] [as_date=1] [delay=S]``."""
+    """A fault from ``KIND [count=N] [after=N] [path=P] [retry_after=S] [as_date=1] [delay=S]``."""
     kind, *options = spec.split()
     values: dict[str, Any] = {}
     for option in options:
         key, _, value = option.partition("=")
-        if key == "count":
+        if key in ("count", "after"):
             values[key] = int(value)
         elif key in ("retry_after", "delay"):
             values[key] = float(value)
@@ -432,11 +434,15 @@ class DevServer:
     def take_fault(self, path: str) -> Fault | None:
         with self._lock:
             for fault in self._faults:
-                if path.startswith(fault.path):
-                    fault.count -= 1
-                    if fault.count == 0:
-                        self._faults.remove(fault)
-                    return fault
+                if not path.startswith(fault.path):
+                    continue
+                if fault.after:
+                    fault.after -= 1
+                    return None
+                fault.count -= 1
+                if fault.count == 0:
+                    self._faults.remove(fault)
+                return fault
         return None
 
     def fault_reply(self, fault: Fault) -> Reply:
