@@ -28,11 +28,12 @@ from typing import Any
 
 from kiosk.clock import Reading, TrustedClock, boot_id
 from kiosk.config import Config
+from kiosk.counters import read_counters
 from kiosk.decoder import Decoder, make_decoder
 from kiosk.errors import CameraError, StoreError
 from kiosk.notify import notify, watchdog_interval
 from kiosk.payload import Payload, mask_card_id, parse_payload
-from kiosk.rules import Counters, Decision, child_admission, decide
+from kiosk.rules import Decision, child_admission, decide
 from kiosk.signals import Signals, make_pin_factory
 from kiosk.sources import Source, open_source
 from kiosk.store import EventRecord, Store, new_event_id
@@ -291,9 +292,8 @@ class Daemon:
         self._close_window(store, signals, clock)
         reading = clock.read()
         card = store.card(payload.card_id) if payload.card_id else None
-        decision = decide(
-            payload.card_id, card, reading.now, self._counters(store, payload, reading), self.config
-        )
+        counters = read_counters(store, self.config, payload.card_id, reading.now)
+        decision = decide(payload.card_id, card, reading.now, counters, self.config)
         try:
             seq = store.record(self._record(payload, decision, reading))
         except StoreError as error:
@@ -326,16 +326,6 @@ class Daemon:
             signals.reject(see_staff=decision.reason in SEE_STAFF_REASONS)
         self._report(
             signals, "decision", seq, masked, decision.result, decision.reason, decision.adults, 0
-        )
-
-    def _counters(self, store: Store, payload: Payload, reading: Reading) -> Counters:
-        local_date = reading.now.astimezone(self.config.venue.tz).date().isoformat()
-        last = store.last_acceptance(payload.card_id) if payload.card_id else None
-        refreshed = store.get_meta("last_registry_sync")
-        return Counters(
-            admitted_today=store.persons_admitted(local_date),
-            last_accepted_at=dt.datetime.fromisoformat(last["scanned_at"]) if last else None,
-            registry_refreshed_at=dt.datetime.fromisoformat(refreshed) if refreshed else None,
         )
 
     def _record(self, payload: Payload, decision: Decision, reading: Reading) -> EventRecord:

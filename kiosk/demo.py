@@ -17,6 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from kiosk.config import Config
+from kiosk.counters import LAST_REGISTRY_SYNC
 from kiosk.daemon import Daemon, ScanReport
 from kiosk.store import CardRow, Store
 
@@ -155,7 +156,7 @@ def prepare_scene(workdir: Path, scene: Scene, today: dt.date) -> None:
         card_image(text, symbology).save(images / f"{number:03d}.png")
     with Store(workdir / "kiosk.db") as store, store.transaction() as conn:
         store.upsert_cards(conn, demo_cards(today))
-        store.set_meta(conn, "last_registry_sync", dt.datetime.now(dt.UTC).isoformat())
+        store.set_meta(conn, LAST_REGISTRY_SYNC, dt.datetime.now(dt.UTC).isoformat())
 
 
 def summary(store: Store) -> list[tuple[str, int, int, int]]:
