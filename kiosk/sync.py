@@ -356,6 +356,8 @@ class SyncWorker:
         text = cutoff.astimezone(self.config.venue.tz).isoformat(timespec="seconds")
         deleted = store.delete_delivered_before(text)
         if deleted:
+            # Deleted rows also leave the write-ahead log, not just the main file.
+            store.checkpoint()
             log.info("retention deleted=%d cutoff=%s", deleted, text)
         return deleted
 
