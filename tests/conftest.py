@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from kiosk.config import Config
+from kiosk.daemon import Daemon
 from kiosk.demo import card_image
 from kiosk.store import CardRow, Store
 
@@ -109,3 +113,26 @@ def show(kiosk_config: Config) -> Callable[..., None]:
 def events(config: Config) -> list[dict[str, Any]]:
     with Store(config.storage.path) as store:
         return store.events()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@contextlib.contextmanager
+def running(daemon: Daemon) -> Iterator[threading.Thread]:
+    """Run a daemon in a thread for the duration of a ``with`` block, then stop it."""
+    thread = threading.Thread(target=daemon.run, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        daemon.stop()
+        thread.join(10)
+        assert not thread.is_alive(), "the daemon did not stop"

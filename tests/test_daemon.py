@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from kiosk.config import Config
 from kiosk.daemon import Daemon
 from kiosk.demo import card_image
 from kiosk.store import Store
-from tests.conftest import TODAY, card, events
+from tests.conftest import TODAY, card, events, running, wait_for
 
 GREEN, RED, AMBER, BUZZER, RELAY = 17, 27, 22, 18, 23
 
@@ -159,24 +158,14 @@ def test_a_missing_camera_is_a_fault_signal_and_scanning_resumes_when_it_returns
     config = kiosk_config.replace("camera", source=f"dir:{folder}")
     registry(card("A999123453"))
     daemon = Daemon(config, pin_factory=mock_factory)
-    thread = threading.Thread(target=daemon.run)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 5
-        while not went_high(mock_factory, AMBER) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert went_high(mock_factory, AMBER), "no fault signal within 5 s"
+    with running(daemon) as thread:
+        assert wait_for(lambda: went_high(mock_factory, AMBER), 5), "no fault signal within 5 s"
         assert thread.is_alive(), "the daemon must not exit on a missing camera"
         folder.mkdir()
         card_image("A999123453", "qrcode").save(folder / "001.png")
-        deadline = time.monotonic() + 10
-        while not events(config) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        assert wait_for(lambda: bool(events(config)), 10)
         assert [e["reason"] for e in events(config)] == ["ok"]
         assert not mock_factory.pin(AMBER).state, "the fault signal clears when the camera is back"
-    finally:
-        daemon.stop()
-        thread.join(10)
     assert any(report.kind == "fault" for report in daemon.reports)
 
 
