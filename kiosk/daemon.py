@@ -47,6 +47,9 @@ CAMERA_RETRY_FIRST = 1.0
 CAMERA_RETRY_MAX = 30.0
 # A live camera that delivers no frame for this long is treated as failed.
 CAMERA_STALL_SECONDS = 3.0
+# While waiting for the camera, each ping extends systemd's start timeout by this.
+START_EXTENSION = "EXTEND_TIMEOUT_USEC=30000000"
+START_EXTENSION_PING = 5.0
 # How often the trusted-time floor is saved, so a reboot starts from it.
 FLOOR_SAVE_SECONDS = 600.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -174,13 +177,17 @@ class Daemon:
     # --- the loop -------------------------------------------------------------
 
     def _loop(self, store: Store, clock: TrustedClock, signals: Signals, decoder: Decoder) -> None:
-        interval = watchdog_interval()
+        interval = watchdog_interval() or START_EXTENSION_PING
         last_ping = 0.0
         last_floor_save = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
-            if interval is not None and now - last_ping >= interval:
-                notify("WATCHDOG=1")
+            if now - last_ping >= interval:
+                # Until the camera gives a frame the service is still starting:
+                # the fault signal shows, and the start timeout is stretched from
+                # here, so a hung loop still gets restarted but a missing camera
+                # does not make a crash loop.
+                notify("WATCHDOG=1" if self._ready else START_EXTENSION)
                 last_ping = now
             if now - last_floor_save >= FLOOR_SAVE_SECONDS:
                 self._save_floor(store, clock)

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,34 +169,60 @@ def test_a_missing_camera_is_a_fault_signal_and_scanning_resumes_when_it_returns
     assert any(report.kind == "fault" for report in daemon.reports)
 
 
+class NotifyListener:
+    """A stand-in for systemd's notification socket."""
+
+    def __init__(self, path: Path) -> None:
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(str(path))
+        self.socket.settimeout(0.1)
+
+    def messages(self) -> list[str]:
+        received = []
+        while True:
+            try:
+                received.append(self.socket.recv(4096).decode())
+            except TimeoutError:
+                return received
+
+
+@pytest.fixture
+def systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NotifyListener]:
+    listener = NotifyListener(tmp_path / "notify.sock")
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
+    monkeypatch.setenv("WATCHDOG_USEC", "100000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    yield listener
+    listener.socket.close()
+
+
 def test_daemon_tells_systemd_ready_and_feeds_the_watchdog(
-    tmp_path: Path,
     kiosk_config: Config,
     registry: Callable[..., None],
     show: Callable[..., None],
     mock_factory: MockFactory,
-    monkeypatch: pytest.MonkeyPatch,
+    systemd: NotifyListener,
 ) -> None:
-    address = str(tmp_path / "notify.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(address)
-    listener.settimeout(0.1)
-    monkeypatch.setenv("NOTIFY_SOCKET", address)
-    monkeypatch.setenv("WATCHDOG_USEC", "100000")
-    monkeypatch.delenv("WATCHDOG_PID", raising=False)
     registry(card("A999123453"))
     show("A999123453", "A999123453", "A999123453", "A999123453")
     run_daemon(kiosk_config, mock_factory)
-    messages = []
-    while True:
-        try:
-            messages.append(listener.recv(4096).decode())
-        except TimeoutError:
-            break
-    listener.close()
+    messages = systemd.messages()
     assert any(m.startswith("READY=1") for m in messages)
     assert "WATCHDOG=1" in messages
     assert messages[-1] == "STOPPING=1"
+
+
+def test_without_a_camera_the_daemon_is_not_ready_but_keeps_its_start_alive(
+    tmp_path: Path, kiosk_config: Config, mock_factory: MockFactory, systemd: NotifyListener
+) -> None:
+    config = kiosk_config.replace("camera", source=f"dir:{tmp_path / 'no-camera'}")
+    with running(Daemon(config, pin_factory=mock_factory)):
+        time.sleep(0.5)
+    messages = systemd.messages()
+    assert not any(m.startswith("READY=1") for m in messages)
+    assert "WATCHDOG=1" not in messages
+    assert any(m.startswith("EXTEND_TIMEOUT_USEC=") for m in messages)
+    assert any(m.startswith("STATUS=camera fault") for m in messages)
 
 
 def test_sigterm_stops_the_real_daemon_cleanly(tmp_path: Path) -> None:
