@@ -27,7 +27,6 @@ import http.server
 import ipaddress
 import json
 import logging
-import re
 import secrets
 import socket
 import sqlite3
@@ -39,6 +38,10 @@ import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from kiosk.config import CATEGORIES, MODES
+from kiosk.payload import CARD_ID
+from kiosk.sync import EVENT_FIELDS as SENT_EVENT_FIELDS
 
 __all__ = [
     "FAULT_KINDS",
@@ -68,26 +71,8 @@ REASONS = {
         "already_used",
     ),
 }
-CATEGORIES = ("culture", "education", "science", "sports")
-MODES = ("ticket", "course")
-CARD_ID = re.compile(r"[A-Z0-9]{6,24}")
 CARD_FIELDS = ("card_id", "kind", "status", "valid_from", "valid_until", "children")
-EVENT_FIELDS = frozenset(
-    (
-        "event_id",
-        "seq",
-        "card_id",
-        "result",
-        "reason",
-        "adults",
-        "children",
-        "category",
-        "mode",
-        "venue_id",
-        "scanned_at",
-        "clock_trusted",
-    )
-)
+EVENT_FIELDS = frozenset((*SENT_EVENT_FIELDS, "clock_trusted"))
 HEARTBEAT_FIELDS: dict[str, type | tuple[type, ...]] = {
     "device_id": str,
     "software_version": str,

@@ -197,3 +197,23 @@ def test_devserver_command_prints_url_and_code_and_obeys_admin(tmp_path: Path) -
         process.terminate()
         process.wait(timeout=10)
     assert json.dumps(seen).count("arrived") == 3
+
+
+def test_client_bodies_match_the_contract() -> None:
+    yaml = pytest.importorskip("yaml")
+    jsonschema = pytest.importorskip("jsonschema")
+    contract = yaml.safe_load((Path(__file__).parent.parent / "docs/central-api.yaml").read_text())
+    jsonschema.validate(event(), contract["components"]["schemas"]["Event"])
+    jsonschema.validate(
+        {
+            "card_id": "A999123453",
+            "kind": "personal",
+            "status": "active",
+            "valid_from": "2025-01-01",
+            "valid_until": "2026-01-01",
+            "children": None,
+        },
+        contract["components"]["schemas"]["Card"],
+    )
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(event(extra=1), contract["components"]["schemas"]["Event"])
