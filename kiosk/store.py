@@ -361,3 +361,10 @@ class Store:
             " ORDER BY seq LIMIT 1"
         ).fetchone()
         return dict(row) if row else None
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the main file and truncate it, so deleted rows leave both."""
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot checkpoint the store {self.path}: {error}") from error
