@@ -30,6 +30,7 @@ import logging
 import random
 import re
 import shutil
+import sqlite3
 import threading
 import time
 import uuid
@@ -253,7 +254,7 @@ class SyncWorker:
         """Run every task that is due; returns the seconds until one is due again."""
         try:
             self._housekeeping()
-        except KioskError as error:
+        except (KioskError, sqlite3.Error) as error:
             log.error("housekeeping failed error=%s", error)
         for task in self._tasks:
             if self._monotonic() < task.due:
@@ -264,7 +265,8 @@ class SyncWorker:
                 self._must_enroll = True
                 log.warning("sync stopped task=%s reason=%s", task.name, error)
                 return self.config.api.upload_interval_seconds
-            except KioskError as error:
+            except (KioskError, sqlite3.Error) as error:
+                # A busy or failing store is retried like the network: never fatal.
                 self._failed(task, error)
             else:
                 self._succeeded(task)
@@ -466,7 +468,7 @@ class SyncWorker:
             self._open_store().delete_meta(BACKOFF_META)
             log.info("sync recovered task=%s", task.name)
 
-    def _failed(self, task: _Task, error: KioskError) -> None:
+    def _failed(self, task: _Task, error: Exception) -> None:
         task.failures += 1
         delay = backoff_delay(
             task.failures, self._backoff_base, self.config.api.max_backoff_seconds, self._uniform
