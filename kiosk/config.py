@@ -81,7 +81,7 @@ class CameraConfig:
 @dataclasses.dataclass(frozen=True)
 class DecoderConfig:
     symbologies: tuple[str, ...] = SYMBOLOGIES
-    backend: str = "zbar"
+    backend: str = "auto"
     card_url_hosts: tuple[str, ...] = ("kaikukortti.fi", "www.kaikukortti.fi", "omakaiku.fi")
 
 
@@ -321,7 +321,7 @@ SCHEMA: dict[str, dict[str, Checker]] = {
     },
     "decoder": {
         "symbologies": _string_list(_choice(*SYMBOLOGIES)),
-        "backend": _choice("zbar"),
+        "backend": _choice("auto", "zxing", "zbar"),
         "card_url_hosts": _string_list(_hostname),
     },
     "gpio": {

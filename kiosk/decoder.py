@@ -3,6 +3,11 @@
 The decoder reads only the symbologies Kaikukortti prints (QR and Code 39) and
 Code 128, which USB scanners and phone apps also show. Each symbol keeps its raw
 bytes; :mod:`kiosk.payload` decides what they mean.
+
+``decoder.backend`` picks the engine: ``zxing`` (zxing-cpp, in the full pipeline
+of :mod:`kiosk.decode_pipeline`), ``zbar`` (pyzbar, behind the same texture gate)
+or ``auto``, which is zxing when zxing-cpp is installed and zbar otherwise.
+docs/PERFORMANCE.md has the measurements behind these choices.
 """
 
 from __future__ import annotations
@@ -64,9 +69,37 @@ class ZbarDecoder:
         ]
 
 
+def _zxing_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("zxingcpp") is not None
+
+
 def make_decoder(config: DecoderConfig) -> Decoder:
-    """The decoder the config asks for."""
-    return ZbarDecoder(config.symbologies)
+    """The decoder pipeline the config asks for."""
+    from kiosk.decode_pipeline import Equalized, Pipeline, Stretched, Upscaled
+
+    backend = config.backend
+    if backend == "auto":
+        backend = "zxing" if _zxing_available() else "zbar"
+    if backend == "zbar":
+        # zbar costs ~10x zxing-cpp per pass, so it gets the gate but no retries.
+        return Pipeline([ZbarDecoder(config.symbologies)])
+    from kiosk.decode_zxing import ZxingDecoder
+
+    plain = ZxingDecoder(config.symbologies)
+    histogram = ZxingDecoder(config.symbologies, binarizer="GlobalHistogram")
+    # Ordered by what each step added on the shared datasets, see docs/PERFORMANCE.md.
+    return Pipeline(
+        [
+            plain,
+            Equalized(plain),
+            Stretched(plain),
+            Upscaled(plain),
+            histogram,
+            Upscaled(histogram),
+        ]
+    )
 
 
 def load_grey(path: str | Path) -> Frame:
