@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import os
 import threading
 import time
@@ -91,14 +92,19 @@ class TrustedClock:
         """The time to decide with now."""
         wall, mono = self._wall(), self._monotonic()
         with self._lock:
-            if self._synchronised():
-                self._anchor_at(wall, mono)
-                trusted = True
+            synchronised = self._synchronised()
+            lead = wall - self._estimate(mono)
+            if self._confirmed:
+                # The sync flag stays set after someone changes the clock by
+                # hand, so even a synchronised clock must agree with this boot's
+                # confirmed time.
+                allowed = TOLERANCE.total_seconds()
             else:
-                estimate = self._estimate(mono)
-                lead = wall - estimate
-                allowed = TOLERANCE if self._confirmed else MAX_UNSYNCED_LEAD
-                trusted = -TOLERANCE.total_seconds() <= lead <= allowed.total_seconds()
+                allowed = math.inf if synchronised else MAX_UNSYNCED_LEAD.total_seconds()
+            # A wall clock earlier than the floor is never believed.
+            trusted = -TOLERANCE.total_seconds() <= lead <= allowed
+            if trusted and synchronised:
+                self._anchor_at(wall, mono)
             chosen = wall if trusted else self._estimate(mono)
         return Reading(
             now=dt.datetime.fromtimestamp(chosen, dt.UTC),
