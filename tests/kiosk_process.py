@@ -1,0 +1,47 @@
+"""Running the real ``kiosk run`` as a child process, for tests that need a whole
+process: a faked system clock (libfaketime) or a crash (SIGKILL)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from kiosk.config import Config
+
+__all__ = ["kiosk_run", "write_config"]
+
+
+def write_config(config: Config, path: Path) -> Path:
+    """The parts of ``config`` the tests change, as a kiosk.toml file."""
+    camera, venue, gpio = config.camera, config.venue, config.gpio
+    # A file allows 1 to 120 fps and windows of at least 1 s; fixtures go faster.
+    fps = min(camera.fps, 120)
+    window = max(config.companions.window_seconds, 1.0)
+    pins = "".join(
+        f"{key} = {getattr(gpio, key) or 'false'}\n"
+        for key in ("relay", "child_button", "done_button")
+    )
+    path.write_text(
+        f'[venue]\ncategory = "{venue.category}"\nmode = "{venue.mode}"\n'
+        f"daily_cap = {venue.daily_cap}\n"
+        f'[camera]\nsource = "{camera.source}"\nfps = {fps}\n'
+        f"frames_per_image = {camera.frames_per_image}\nblank_frames = {camera.blank_frames}\n"
+        f'[gpio]\npin_factory = "mock"\n{pins}'
+        f'[storage]\npath = "{config.storage.path}"\n'
+        f"[companions]\nwindow_seconds = {window}\n"
+    )
+    return path
+
+
+def kiosk_run(
+    config_file: Path, *options: str, prefix: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
+    """Start ``[prefix...] python -m kiosk run --config FILE [options]``."""
+    return subprocess.Popen(
+        [*prefix, sys.executable, "-m", "kiosk", "run", "--config", str(config_file), *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
