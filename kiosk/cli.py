@@ -15,7 +15,10 @@ from pathlib import Path
 import click
 
 from kiosk import __version__
+from kiosk.cli_api import devserver, enroll, status, sync
 from kiosk.cli_common import config_option, fail, load_config_or_exit
+from kiosk.cli_doctor import doctor
+from kiosk.cli_rules import explain_command, registry, stats_command
 from kiosk.daemon import Daemon, ScanReport
 from kiosk.decoder import load_grey, make_decoder
 from kiosk.errors import KioskError
@@ -120,3 +123,17 @@ def demo(workdir: Path | None) -> None:
     with tempfile.TemporaryDirectory(prefix="kiosk-demo-") as temporary:
         run_demo(workdir or Path(temporary), click.echo, format_report)
     click.echo("\nDemo finished.")
+
+
+# Commands of one topic live beside their library modules.
+for _command in (
+    enroll,
+    sync,
+    status,
+    devserver,
+    registry,
+    explain_command,
+    stats_command,
+    doctor,
+):
+    main.add_command(_command)

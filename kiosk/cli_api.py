@@ -7,20 +7,16 @@ separate program, so it reads no kiosk config; the others do (``--config``).
 from __future__ import annotations
 
 import json
-import platform
 import secrets
-import socket
 import ssl
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
-from kiosk.api import SOFTWARE_VERSION, ApiClient
 from kiosk.cli_common import config_option, fail, load_config_or_exit
 from kiosk.config import Config
-from kiosk.credentials import Device, is_enrolled, read_device, write_enrollment
+from kiosk.credentials import is_enrolled, read_device
 from kiosk.devserver import HARD_BODY_LIMIT, DevServer, load_cards_csv, parse_fault
 from kiosk.errors import KioskError
 from kiosk.logs import setup_logging
@@ -34,18 +30,10 @@ from kiosk.sync import (
     MUST_ENROLL_META,
     SyncWorker,
     UploadReport,
+    enroll_device,
 )
 
 __all__ = ["devserver", "enroll", "status", "status_report", "sync"]
-
-DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
-
-
-def _model() -> str:
-    try:
-        return DEVICE_TREE_MODEL.read_text(encoding="utf-8").rstrip("\x00\n")
-    except OSError:
-        return platform.machine() or "unknown"
 
 
 @click.command()
@@ -58,21 +46,10 @@ def enroll(config_file: str | None, code: str, api_url: str | None) -> None:
     url = (api_url or config.api.base_url).rstrip("/")
     if not url.startswith(("https://", "http://")):
         fail(KioskError("enroll needs --api https://... or api.base_url in the config"))
-    device = {
-        "hostname": socket.gethostname(),
-        "model": _model(),
-        "software_version": SOFTWARE_VERSION,
-    }
-    state_dir = config.storage.state_dir
     try:
-        with ApiClient(url, timeout=config.api.timeout_seconds, ca_file=config.api.ca_file) as api:
-            enrollment = api.enroll(code, device)
-        write_enrollment(
-            state_dir, Device(enrollment.device_id, enrollment.venue_id, url), enrollment.token
-        )
-        with Store(config.storage.path) as store:
-            store.delete_meta(MUST_ENROLL_META)
+        enrollment = enroll_device(config, code, url)
     except OSError as error:
+        state_dir = config.storage.state_dir
         fail(KioskError(f"cannot write the enrollment into {state_dir}: {error.strerror}"))
     except KioskError as error:
         fail(error)

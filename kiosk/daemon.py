@@ -30,13 +30,14 @@ from kiosk.clock import Reading, TrustedClock, boot_id
 from kiosk.config import Config
 from kiosk.counters import read_counters
 from kiosk.decoder import Decoder, make_decoder
-from kiosk.errors import CameraError, StoreError
+from kiosk.errors import CameraError, KioskError, StoreError
 from kiosk.notify import notify, watchdog_interval
 from kiosk.payload import Payload, mask_card_id, parse_payload
 from kiosk.rules import Decision, child_admission, decide
 from kiosk.signals import Signals, make_pin_factory
 from kiosk.sources import Source, open_source
 from kiosk.store import EventRecord, Store, new_event_id
+from kiosk.sync import NotEnrolled, SyncWorker
 
 __all__ = ["Daemon", "ScanReport"]
 
@@ -119,6 +120,8 @@ class Daemon:
         self._window: _Window | None = None
         self._boot_id = boot_id()
         self._ready = False
+        self._faults: set[str] = set()
+        self._started = time.monotonic()
         self.reports: list[ScanReport] = []
 
     # --- lifecycle ----------------------------------------------------------
@@ -143,19 +146,54 @@ class Daemon:
             signals.on_child_button(lambda: self._inputs.put("child"))
             signals.on_done_button(lambda: self._inputs.put("done"))
             decoder = self._decoder or make_decoder(config.decoder)
+            worker = SyncWorker(
+                config,
+                clock=lambda: clock.read().now,
+                health=lambda: self._health(clock),
+                on_server_time=clock.observe_server_time,
+            )
+            sync_stop = threading.Event()
+            sync_thread = threading.Thread(
+                target=worker.run, args=(sync_stop,), name="sync", daemon=True
+            )
+            sync_thread.start()
             restore = self._install_signal_handlers()
             try:
-                self._loop(store, clock, signals, decoder)
+                self._loop(store, clock, signals, decoder, worker)
             finally:
                 restore()
                 self._close_window(store, signals, clock)
                 self._save_floor(store, clock)
                 self._source.close()
+                sync_stop.set()
+                sync_thread.join(config.api.timeout_seconds + 5)
+                if self.until_idle and not self._stop.is_set():
+                    self._final_upload(worker)
                 signals.close()
                 notify("STOPPING=1")
         finally:
             store.close()
         return 0
+
+    def _health(self, clock: TrustedClock) -> dict[str, Any]:
+        """What the heartbeat reports about the scanning side."""
+        return {
+            "camera_ok": "camera" not in self._faults,
+            "clock_synced": clock.synchronised,
+            "uptime_s": int(time.monotonic() - self._started),
+        }
+
+    def _final_upload(self, worker: SyncWorker) -> None:
+        """With ``--until-idle``, deliver what was recorded before exiting, if the API answers."""
+        try:
+            report = worker.upload()
+            log.info("final upload delivered=%d", report.done)
+        except NotEnrolled:
+            pass
+        except KioskError as error:
+            log.warning("final upload failed, records stay queued error=%s", error)
+        finally:
+            worker.close()
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         """SIGTERM and SIGINT stop the loop cleanly; returns what puts the old handlers back."""
@@ -176,7 +214,14 @@ class Daemon:
 
     # --- the loop -------------------------------------------------------------
 
-    def _loop(self, store: Store, clock: TrustedClock, signals: Signals, decoder: Decoder) -> None:
+    def _loop(
+        self,
+        store: Store,
+        clock: TrustedClock,
+        signals: Signals,
+        decoder: Decoder,
+        worker: SyncWorker,
+    ) -> None:
         interval = watchdog_interval() or START_EXTENSION_PING
         last_ping = 0.0
         last_floor_save = time.monotonic()
@@ -192,6 +237,7 @@ class Daemon:
             if now - last_floor_save >= FLOOR_SAVE_SECONDS:
                 self._save_floor(store, clock)
                 last_floor_save = now
+            self._set_fault(signals, "sync", worker.fault)
             self._drain_inputs(store, signals, clock)
             if self._window is not None and now >= self._window.closes_at:
                 self._close_window(store, signals, clock)
@@ -234,20 +280,29 @@ class Daemon:
         self._camera_ok(signals)
         return item
 
+    def _set_fault(self, signals: Signals, name: str, detail: str | None) -> None:
+        """Raise or clear one fault; the fault signal shows while any is raised."""
+        if (name in self._faults) == (detail is not None):
+            return
+        if detail is not None:
+            self._faults.add(name)
+            log.error("fault %s=%s", name, detail)
+            self._report(signals, "fault", None, "-", "fault", name, 0, 0)
+        else:
+            self._faults.discard(name)
+            log.info("fault cleared %s", name)
+        signals.fault(bool(self._faults))
+
     def _camera_failed(self, signals: Signals, error: CameraError) -> None:
-        if not signals.fault_active:
-            log.error("camera fault error=%s retry_in=%.0fs", error, self._retry_delay)
-            self._report(signals, "fault", None, "-", "fault", "camera", 0, 0)
-        signals.fault(True)
+        self._set_fault(signals, "camera", str(error))
+        log.info("camera retry_in=%.0fs", self._retry_delay)
         notify(f"STATUS=camera fault, retrying: {error}")
         self._retry_at = time.monotonic() + self._retry_delay
         self._retry_delay = min(self._retry_delay * 2, CAMERA_RETRY_MAX)
 
     def _camera_ok(self, signals: Signals) -> None:
         self._retry_delay = CAMERA_RETRY_FIRST
-        if signals.fault_active:
-            log.info("camera recovered")
-            signals.fault(False)
+        self._set_fault(signals, "camera", None)
         if not self._ready:
             self._ready = True
             notify("READY=1\nSTATUS=scanning")
@@ -305,12 +360,9 @@ class Daemon:
             seq = store.record(self._record(payload, decision, reading))
         except StoreError as error:
             # Nothing can be recorded, so nobody is admitted: see staff.
-            log.error("store fault error=%s", error)
-            signals.fault(True)
-            self._report(
-                signals, "fault", None, mask_card_id(payload.card_id), "fault", "store", 0, 0
-            )
+            self._set_fault(signals, "store", str(error))
             return
+        self._set_fault(signals, "store", None)
         masked = mask_card_id(payload.card_id)
         log.info(
             "decision seq=%d card=%s result=%s reason=%s clock_trusted=%s",
@@ -370,8 +422,7 @@ class Daemon:
         try:
             store.add_child(window.seq)
         except StoreError as error:
-            log.error("store fault error=%s", error)
-            signals.fault(True)
+            self._set_fault(signals, "store", str(error))
             return
         window.children += 1
         # Each child restarts the window, so a family can come through at its pace.

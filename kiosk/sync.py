@@ -27,9 +27,11 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import platform
 import random
 import re
 import shutil
+import socket
 import sqlite3
 import threading
 import time
@@ -43,11 +45,12 @@ from kiosk.api import (
     ApiClient,
     BatchRejected,
     BatchTooLarge,
+    Enrollment,
     EventResult,
     RetryableError,
 )
 from kiosk.config import Config
-from kiosk.credentials import Credentials, load_credentials
+from kiosk.credentials import Credentials, Device, load_credentials, write_enrollment
 from kiosk.errors import ApiError, AuthError, KioskError
 from kiosk.payload import CARD_ID, mask_card_id
 from kiosk.store import CardRow, Store
@@ -60,10 +63,12 @@ __all__ = [
     "MUST_ENROLL_META",
     "REGISTRY_CURSOR_META",
     "MalformedPage",
+    "NotEnrolled",
     "SyncWorker",
     "UploadReport",
     "backoff_delay",
     "card_row",
+    "enroll_device",
     "event_body",
 ]
 
@@ -98,6 +103,10 @@ EVENT_FIELDS = (
 CARD_KINDS = ("personal", "community")
 CARD_STATUSES = ("active", "inactive")
 BATCH_NAMESPACE = uuid.UUID("6f1c1d2e-7a57-4c53-9a55-6b61696b7500")
+
+
+class NotEnrolled(ApiError):
+    """The device has no token yet: it scans offline until `kiosk enroll`."""
 
 
 class MalformedPage(ApiError):
@@ -261,6 +270,9 @@ class SyncWorker:
                 continue
             try:
                 task.action()
+            except NotEnrolled:
+                # An offline site never enrolls; that is a choice, not a fault.
+                return self.config.api.upload_interval_seconds
             except AuthError as error:
                 self._must_enroll = True
                 log.warning("sync stopped task=%s reason=%s", task.name, error)
@@ -378,7 +390,7 @@ class SyncWorker:
             raise AuthError("the central API refused the token: enroll the device again")
         credentials = load_credentials(self.config.storage.state_dir)
         if credentials is None:
-            raise AuthError("the device is not enrolled: run `kiosk enroll CODE --api URL`")
+            raise NotEnrolled("the device is not enrolled: run `kiosk enroll CODE --api URL`")
         if self._client is None or credentials != self._credentials:
             if self._client is not None:
                 self._client.close()
@@ -507,6 +519,39 @@ class SyncWorker:
             return shutil.disk_usage(self.config.storage.state_dir).free
         except OSError:
             return 0
+
+
+DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
+
+
+def _model() -> str:
+    try:
+        return DEVICE_TREE_MODEL.read_text(encoding="utf-8").rstrip("\x00\n")
+    except OSError:
+        return platform.machine() or "unknown"
+
+
+def enroll_device(config: Config, code: str, url: str) -> Enrollment:
+    """Trade a one-time code at the API ``url`` for this device's token, and store it.
+
+    Writes ``<state dir>/token`` and ``device.json`` (mode 0600) and clears a
+    "must enroll again" left by an earlier 401.
+    """
+    device = {
+        "hostname": socket.gethostname(),
+        "model": _model(),
+        "software_version": SOFTWARE_VERSION,
+    }
+    with ApiClient(url, timeout=config.api.timeout_seconds, ca_file=config.api.ca_file) as api:
+        enrollment = api.enroll(code, device)
+    write_enrollment(
+        config.storage.state_dir,
+        Device(enrollment.device_id, enrollment.venue_id, url),
+        enrollment.token,
+    )
+    with Store(config.storage.path) as store:
+        store.delete_meta(MUST_ENROLL_META)
+    return enrollment
 
 
 def _one_line(text: str) -> str:
