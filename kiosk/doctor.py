@@ -181,7 +181,7 @@ def check_camera(config: Config, probes: Probes) -> CheckResult:
         daemon=True,
     )
     worker.start()
-    worker.join(probes.camera_seconds + 5.0)
+    worker.join(probes.camera_seconds + 1.0)
     if outcome:
         return outcome[0]
     return _fail(
@@ -246,7 +246,10 @@ def check_store(config: Config, probes: Probes) -> CheckResult:
         " (a new store is created; records not yet uploaded stay in the old file)"
     )
     try:
-        uri = f"{path.resolve().as_uri()}?mode=ro"
+        # Without a -wal file no kiosk has the store open, and immutable=1 keeps
+        # SQLite from creating -wal and -shm files (owned by whoever runs the doctor).
+        live = path.with_name(path.name + "-wal").exists()
+        uri = f"{path.resolve().as_uri()}?mode=ro" + ("" if live else "&immutable=1")
         with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=5.0)) as conn:
             rows = [row[0] for row in conn.execute("PRAGMA integrity_check")]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
