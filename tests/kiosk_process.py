@@ -3,6 +3,7 @@ process: a faked system clock (libfaketime) or a crash (SIGKILL)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,9 +24,12 @@ def write_config(config: Config, path: Path) -> Path:
         f"{key} = {getattr(gpio, key) or 'false'}\n"
         for key in ("relay", "child_button", "done_button")
     )
+    closed = json.dumps([day.isoformat() for day in venue.closed_dates])
     path.write_text(
         f'[venue]\ncategory = "{venue.category}"\nmode = "{venue.mode}"\n'
-        f"daily_cap = {venue.daily_cap}\n"
+        f"daily_cap = {venue.daily_cap}\nreentry_minutes = {venue.reentry_minutes}\n"
+        f"closed_dates = {closed}\n"
+        f'[rules]\nunknown_card = "{config.rules.unknown_card}"\n'
         f'[camera]\nsource = "{camera.source}"\nfps = {fps}\n'
         f"frames_per_image = {camera.frames_per_image}\nblank_frames = {camera.blank_frames}\n"
         f'[gpio]\npin_factory = "mock"\n{pins}'
