@@ -1,8 +1,10 @@
 """Running the real ``kiosk run`` as a child process, for tests that need a whole
-process: a faked system clock (libfaketime) or a crash (SIGKILL)."""
+process (a faked system clock with libfaketime, or a crash), and the kiosk state
+such a run starts from."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -10,8 +12,20 @@ import sys
 from pathlib import Path
 
 from kiosk.config import Config
+from kiosk.store import Store
 
-__all__ = ["kiosk_run", "write_config"]
+__all__ = ["kiosk_run", "save_good_time", "write_config"]
+
+
+def save_good_time(config: Config, when: dt.datetime | None = None) -> None:
+    """Save a trusted-time floor in the store, as a kiosk that once synchronised has.
+
+    Without it, a machine with no systemd time sync flag (a CI container) trusts
+    its wall clock only within 30 days of the software's release date.
+    """
+    moment = when or dt.datetime.now(dt.UTC)
+    with Store(config.storage.path) as store, store.transaction() as conn:
+        store.set_meta(conn, "time_floor", moment.isoformat())
 
 
 def write_config(config: Config, path: Path) -> Path:
@@ -30,6 +44,7 @@ def write_config(config: Config, path: Path) -> Path:
         f"daily_cap = {venue.daily_cap}\nreentry_minutes = {venue.reentry_minutes}\n"
         f"closed_dates = {closed}\n"
         f'[rules]\nunknown_card = "{config.rules.unknown_card}"\n'
+        f"repeat_suppress_seconds = {config.rules.repeat_suppress_seconds}\n"
         f'[camera]\nsource = "{camera.source}"\nfps = {fps}\n'
         f"frames_per_image = {camera.frames_per_image}\nblank_frames = {camera.blank_frames}\n"
         f'[gpio]\npin_factory = "mock"\n{pins}'

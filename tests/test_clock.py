@@ -17,9 +17,9 @@ import pytest
 from kiosk.clock import RELEASE_FLOOR, TrustedClock
 from kiosk.config import Config
 from kiosk.rules import Counters, decide
-from kiosk.store import CardRow, Store
+from kiosk.store import CardRow
 from tests.conftest import TODAY, card, events
-from tests.kiosk_process import kiosk_run, write_config
+from tests.kiosk_process import kiosk_run, save_good_time, write_config
 
 # A card valid until two months after the software's release date (so these
 # times are never before the release floor), venue-local: it expires at
@@ -156,8 +156,7 @@ def test_the_real_daemon_under_libfaketime_at_1970_decides_with_the_saved_floor(
         card("A999123453"),
         card("A200000025", valid_until=TODAY - dt.timedelta(days=1)),
     )
-    with Store(kiosk_config.storage.path) as store, store.transaction() as conn:
-        store.set_meta(conn, "time_floor", now.isoformat())
+    save_good_time(kiosk_config, now)
     show("A999123453", "A200000025")
     # libfaketime breaks the timed waits of gpiozero's button threads (they never
     # stop), so this kiosk has no buttons; the lights still run.
