@@ -8,10 +8,12 @@ with the signal panel, and a summary table closes each scene.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import io
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from PIL import Image
@@ -19,7 +21,9 @@ from PIL import Image
 from kiosk.config import Config
 from kiosk.counters import LAST_REGISTRY_SYNC
 from kiosk.daemon import Daemon, ScanReport
+from kiosk.devserver import DevServer
 from kiosk.store import CardRow, Store
+from kiosk.sync import enroll_device
 
 __all__ = ["Scene", "card_image", "demo_cards", "demo_config", "demo_scenes", "run_demo"]
 
@@ -145,6 +149,8 @@ def demo_config(workdir: Path, scene: Scene, base: Config | None = None) -> Conf
     )
     config = config.replace("gpio", pin_factory="mock", relay=23)
     config = config.replace("storage", path=workdir / "kiosk.db")
+    # Batches go up every second, so they can be seen arriving.
+    config = config.replace("api", upload_interval_seconds=1.0)
     # Scenes follow each other fast; a code counts again after a one-second gap.
     return config.replace("rules", repeat_suppress_seconds=1.0)
 
@@ -168,34 +174,77 @@ def summary(store: Store) -> list[tuple[str, int, int, int]]:
     return [(row[0], row[1], row[2], row[3]) for row in rows]
 
 
+class _BatchEcho(logging.Handler):
+    """Shows each batch the reference server stores, as it arrives."""
+
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self._echo = echo
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("events ") and isinstance(record.args, tuple):
+            _, batch, stored, duplicate, invalid = record.args
+            self._echo(
+                f"   central API ← batch {str(batch)[:8]}: {stored} stored,"
+                f" {duplicate} duplicate, {invalid} invalid"
+            )
+
+
+@contextlib.contextmanager
+def central_api(echo: Callable[[str], None], today: dt.date) -> Iterator[DevServer]:
+    """The reference server on loopback, with the demo's cards, echoing batches."""
+    cards = [
+        {**card.as_row(), "valid_from": card.valid_from.isoformat()} for card in demo_cards(today)
+    ]
+    handler = _BatchEcho(echo)
+    server_log = logging.getLogger("kiosk.devserver")
+    server_log.addHandler(handler)
+    server_log.setLevel(logging.INFO)
+    server_log.propagate = False  # the server's own request log would drown the demo
+    try:
+        with DevServer(cards=cards) as server:
+            yield server
+    finally:
+        server_log.removeHandler(handler)
+        server_log.propagate = True
+
+
 def run_demo(
     workdir: Path,
     echo: Callable[[str], None],
     format_report: Callable[[ScanReport], str],
 ) -> list[list[tuple[str, int, int, int]]]:
-    """Run every scene; returns each scene's summary rows."""
+    """Run every scene against the reference central API; returns each scene's summary."""
     today = dt.datetime.now(dt.UTC).date()
     results = []
-    for number, scene in enumerate(demo_scenes(), start=1):
-        scene_dir = workdir / f"scene-{number}"
-        prepare_scene(scene_dir, scene, today)
-        echo(f"\n== {scene.title} ==")
-        for index, (_, _, what) in enumerate(scene.shows, start=1):
-            if what != "(gap)":
-                echo(f"   image {index:03d}: {what}")
-        echo("")
-        config = demo_config(scene_dir, scene)
-        daemon = Daemon(
-            config,
-            until_idle=True,
-            on_report=lambda report: echo("   " + format_report(report)),
-        )
-        daemon.run()
-        with Store(config.storage.path) as store:
-            rows = summary(store)
-        echo("")
-        echo(f"   {'reason':16} {'scans':>5} {'adults':>6} {'children':>8}")
-        for reason, scans, adults, children in rows:
-            echo(f"   {reason:16} {scans:5d} {adults:6d} {children:8d}")
-        results.append(rows)
+    with central_api(echo, today) as server:
+        echo(f"Reference central API (kiosk devserver) at {server.url}")
+        for number, scene in enumerate(demo_scenes(), start=1):
+            scene_dir = workdir / f"scene-{number}"
+            prepare_scene(scene_dir, scene, today)
+            echo(f"\n== {scene.title} ==")
+            for index, (_, _, what) in enumerate(scene.shows, start=1):
+                if what != "(gap)":
+                    echo(f"   image {index:03d}: {what}")
+            echo("")
+            config = demo_config(scene_dir, scene)
+            code = f"DEMO-{number}"
+            server.add_enroll_code(code, venue_id=config.venue.id)
+            enroll_device(config, code, server.url)
+            daemon = Daemon(
+                config,
+                until_idle=True,
+                on_report=lambda report: echo("   " + format_report(report)),
+            )
+            daemon.run()
+            with Store(config.storage.path) as store:
+                rows = summary(store)
+                delivered = store.delivered_count()
+                recorded = len(store.events())
+            echo("")
+            echo(f"   {'reason':16} {'scans':>5} {'adults':>6} {'children':>8}")
+            for reason, scans, adults, children in rows:
+                echo(f"   {reason:16} {scans:5d} {adults:6d} {children:8d}")
+            echo(f"   delivered to the central API: {delivered} of {recorded} records")
+            results.append(rows)
     return results

@@ -321,6 +321,8 @@ class DevServer:
     # --- lifecycle --------------------------------------------------------------
 
     def start(self) -> DevServer:
+        if self._thread is not None:
+            return self  # already serving; a second loop would outlive stop()
         self._thread = threading.Thread(target=self.serve_forever, name="devserver", daemon=True)
         self._thread.start()
         return self
