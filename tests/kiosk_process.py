@@ -17,14 +17,14 @@ from kiosk.store import Store
 __all__ = ["kiosk_run", "save_good_time", "write_config"]
 
 
-def save_good_time(config: Config, when: dt.datetime | None = None) -> None:
+def save_good_time(store_path: Path, when: dt.datetime | None = None) -> None:
     """Save a trusted-time floor in the store, as a kiosk that once synchronised has.
 
     Without it, a machine with no systemd time sync flag (a CI container) trusts
     its wall clock only within 30 days of the software's release date.
     """
     moment = when or dt.datetime.now(dt.UTC)
-    with Store(config.storage.path) as store, store.transaction() as conn:
+    with Store(store_path) as store, store.transaction() as conn:
         store.set_meta(conn, "time_floor", moment.isoformat())
 
 
@@ -54,13 +54,11 @@ def write_config(config: Config, path: Path) -> Path:
     return path
 
 
-def kiosk_run(
-    config_file: Path, *options: str, prefix: tuple[str, ...] = ()
-) -> subprocess.Popen[bytes]:
-    """Start ``[prefix...] python -m kiosk run --config FILE [options]``."""
+def kiosk_run(config_file: Path, *options: str, **env: str) -> subprocess.Popen[bytes]:
+    """Start ``python -m kiosk run --config FILE [options]`` with ``env`` added."""
     return subprocess.Popen(
-        [*prefix, sys.executable, "-m", "kiosk", "run", "--config", str(config_file), *options],
+        [sys.executable, "-m", "kiosk", "run", "--config", str(config_file), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
     )

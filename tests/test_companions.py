@@ -35,7 +35,7 @@ LOCAL_TODAY = dt.datetime.now(ZoneInfo("Europe/Helsinki")).date()
 
 @pytest.fixture
 def config(kiosk_config: Config) -> Config:
-    save_good_time(kiosk_config)
+    save_good_time(kiosk_config.storage.path)
     return kiosk_config.replace("rules", repeat_suppress_seconds=0.05)
 
 

@@ -16,7 +16,7 @@ from kiosk.cli_rules import explain_command, stats_command
 from kiosk.config import Config
 from kiosk.store import EventRecord, Store, new_event_id
 from tests.conftest import card
-from tests.kiosk_process import write_config
+from tests.kiosk_process import save_good_time, write_config
 from tests.test_daemon import run_daemon
 
 VALID = {"valid_from": dt.date(2026, 1, 1), "valid_until": dt.date(2026, 12, 31)}
@@ -99,6 +99,7 @@ def test_explain_of_a_closed_day_and_a_full_quota(
 def test_explain_of_an_unknown_card_and_of_text_that_is_no_card(
     kiosk_config: Config, registry: Callable[..., None], tmp_path: Path
 ) -> None:
+    save_good_time(kiosk_config.storage.path)
     registry(card("A999123453"))
     unknown = explain_json(kiosk_config, tmp_path, "A777777777")
     assert (unknown["result"], unknown["reason"], unknown["card"]) == (
@@ -122,6 +123,7 @@ def test_explain_uses_the_counters_the_daemon_wrote(
     mock_factory: MockFactory,
     tmp_path: Path,
 ) -> None:
+    save_good_time(kiosk_config.storage.path)
     registry(card("A999123453", children=3))
     show("A999123453")
     run_daemon(kiosk_config, mock_factory)
@@ -268,6 +270,7 @@ def test_a_record_of_today_counts_in_stats(
     mock_factory: MockFactory,
     tmp_path: Path,
 ) -> None:
+    save_good_time(kiosk_config.storage.path)
     registry(card("A999123453"))
     show("A999123453", "A777777777")
     run_daemon(kiosk_config, mock_factory)

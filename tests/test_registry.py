@@ -17,7 +17,7 @@ from kiosk.counters import LAST_REGISTRY_SYNC
 from kiosk.registry import CHUNK, HEADER, RegistryImportError, import_csv
 from kiosk.store import CardRow, Store
 from tests.conftest import card
-from tests.kiosk_process import write_config
+from tests.kiosk_process import save_good_time, write_config
 
 HEADER_LINE = ",".join(HEADER)
 GOOD = [
@@ -38,6 +38,7 @@ def cards(store: Store) -> dict[str, CardRow]:
 
 
 def test_a_good_file_is_imported_with_ids_normalised_like_a_scan(tmp_path: Path) -> None:
+    save_good_time(tmp_path / "kiosk.db")
     before = dt.datetime.now(dt.UTC)
     with Store(tmp_path / "kiosk.db") as store:
         assert import_csv(store, write_csv(tmp_path / "r.csv", *GOOD)) == 3
