@@ -211,11 +211,12 @@ def test_systemd_credential_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert credentials is not None and credentials.token == "from-systemd"
 
 
-def test_not_enrolled_means_no_calls(server: DevServer, tmp_path: Path) -> None:
+def test_not_enrolled_means_no_calls_and_no_fault(server: DevServer, tmp_path: Path) -> None:
+    # An offline site never enrolls: that is its choice, not a fault to show.
     config = make_config(tmp_path, server)
     worker = SyncWorker(config)
     worker.run_once()
-    assert worker.fault == "must_enroll"
+    assert worker.fault is None
     assert server.requests() == []
     with Store(config.storage.path) as store:
         assert store.get_meta(MUST_ENROLL_META) is None  # never refused, just not enrolled
