@@ -28,6 +28,7 @@ from kiosk.errors import StoreError
 
 __all__ = [
     "MIGRATIONS",
+    "PRAGMAS",
     "CardRow",
     "EventRecord",
     "Store",
@@ -81,6 +82,22 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     """,
 )
+
+
+# Run on every connection. WAL lets the upload thread read while the scan loop
+# writes; FULL makes every commit reach the disk before it returns (commit before
+# signal); secure_delete overwrites deleted card ids instead of leaving them in
+# free pages (retention). The power-loss test runs these same statements.
+PRAGMAS: tuple[str, ...] = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA secure_delete=ON",
+    "PRAGMA foreign_keys=ON",
+)
+# SQLite's primary result codes for a file that is not, or no longer, a database.
+_CORRUPT_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+# A store file's companions, moved aside with it.
+_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def new_event_id() -> str:
@@ -150,22 +167,46 @@ class Store:
         try:
             if str(self.path) != ":memory:":
                 self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, timeout=10.0)
-            self.conn.row_factory = sqlite3.Row
-            self._configure()
-            self.db = sqlite_utils.Database(self.conn)
-            self._migrate()
+                self._set_orphans_aside()
+            try:
+                self._open()
+            except sqlite3.DatabaseError as error:
+                if not _is_corrupt(error) or str(self.path) == ":memory:":
+                    raise
+                # Renamed before closing: closing may delete a -wal it cannot read.
+                moved = _move_aside(self.path, "corrupt")
+                self.conn.close()
+                # Loud, never silent: the old records are kept for a person to rescue.
+                log.error(
+                    "store corrupt, moved aside and started empty path=%s moved_to=%s error=%s",
+                    self.path,
+                    moved,
+                    error,
+                )
+                self._open()
         except sqlite3.DatabaseError as error:
             raise StoreError(f"cannot open the store {self.path}: {error}") from error
 
-    def _configure(self) -> None:
-        # WAL lets the upload thread read while the scan loop writes; FULL makes
-        # every commit reach the disk before it returns (commit before signal).
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        # Deleted card ids are overwritten, not left in free pages (retention).
-        self.conn.execute("PRAGMA secure_delete=ON")
-        self.conn.execute("PRAGMA foreign_keys=ON")
+    def _open(self) -> None:
+        self.conn = sqlite3.connect(self.path, timeout=10.0)
+        self.conn.row_factory = sqlite3.Row
+        for pragma in PRAGMAS:
+            self.conn.execute(pragma)
+        # Reads the schema, so a damaged schema page shows here and not mid-scan.
+        self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        self.db = sqlite_utils.Database(self.conn)
+        self._migrate()
+
+    def _set_orphans_aside(self) -> None:
+        """A -wal or -journal without its store would be replayed into a new, empty
+        file; keep it aside instead, as it may hold records."""
+        if self.path.exists():
+            return
+        if any(Path(f"{self.path}{suffix}").exists() for suffix in ("-wal", "-journal")):
+            moved = _move_aside(self.path, "orphan")
+            log.error(
+                "store missing, its journal moved aside path=%s moved_to=%s", self.path, moved
+            )
 
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
@@ -175,6 +216,8 @@ class Store:
                 f"({len(MIGRATIONS)}); install the newer software or restore a backup"
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            # One transaction per migration, user_version included: a crash in the
+            # middle leaves the previous schema, never half of the new one.
             with self.transaction():
                 for statement in script.split(";"):
                     if statement.strip():
@@ -368,3 +411,23 @@ class Store:
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as error:
             raise StoreError(f"cannot checkpoint the store {self.path}: {error}") from error
+
+
+def _is_corrupt(error: sqlite3.DatabaseError) -> bool:
+    """Whether ``error`` says the file is damaged (not busy, locked or unreadable)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _CORRUPT_CODES
+
+
+def _move_aside(path: Path, why: str) -> Path:
+    """Rename ``path`` and its -wal/-shm/-journal to ``<path>.<why>-<UTC time>``; returns it."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.{why}-{stamp}")
+    for number in range(2, 100):
+        if not target.exists():
+            break
+        target = path.with_name(f"{path.name}.{why}-{stamp}-{number}")
+    for suffix in ("", *_SIDE_FILES):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(f"{path}{suffix}", f"{target}{suffix}")
+    return target
