@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
+    "MAX_RELEASE_LEAD",
     "MAX_UNSYNCED_LEAD",
     "RELEASE_FLOOR",
     "SYNC_FLAG",
@@ -39,6 +40,10 @@ TOLERANCE = dt.timedelta(minutes=5)
 # How far ahead of a floor from an earlier boot an unsynchronised wall clock may
 # be and still be believed: the kiosk may have been switched off for a while.
 MAX_UNSYNCED_LEAD = dt.timedelta(days=30)
+# With no saved floor at all, only the release date bounds the time: a kiosk may
+# run one release for years, so an unsynchronised clock up to this far past the
+# release is believed (a clock at 2040 still is not).
+MAX_RELEASE_LEAD = dt.timedelta(days=3 * 365)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +79,7 @@ class TrustedClock:
         self._synchronised = synchronised
         self._lock = threading.Lock()
         start = max(RELEASE_FLOOR, floor) if floor else RELEASE_FLOOR
+        self._unsynced_lead = MAX_UNSYNCED_LEAD if start > RELEASE_FLOOR else MAX_RELEASE_LEAD
         self._anchor = start.timestamp()
         self._anchor_mono = monotonic()
         # True once a synchronised clock or the server confirmed the time this boot.
@@ -100,7 +106,7 @@ class TrustedClock:
                 # confirmed time.
                 allowed = TOLERANCE.total_seconds()
             else:
-                allowed = math.inf if synchronised else MAX_UNSYNCED_LEAD.total_seconds()
+                allowed = math.inf if synchronised else self._unsynced_lead.total_seconds()
             # A wall clock earlier than the floor is never believed.
             trusted = -TOLERANCE.total_seconds() <= lead <= allowed
             if trusted and synchronised:

@@ -117,6 +117,7 @@ class Daemon:
         self._pin_factory = pin_factory
         self._clock = clock
         self._seen: dict[str, float] = {}
+        self._in_view: set[str] = set()
         self._window: _Window | None = None
         self._boot_id = boot_id()
         self._ready = False
@@ -162,12 +163,14 @@ class Daemon:
                 self._loop(store, clock, signals, decoder, worker)
             finally:
                 restore()
-                self._close_window(store, signals, clock)
+                self._close_window(store, signals)
                 self._save_floor(store, clock)
                 self._source.close()
                 sync_stop.set()
                 sync_thread.join(config.api.timeout_seconds + 5)
-                if self.until_idle and not self._stop.is_set():
+                # The worker's store connection belongs to its thread: reuse the
+                # worker here only once that thread has ended.
+                if self.until_idle and not self._stop.is_set() and not sync_thread.is_alive():
                     self._final_upload(worker)
                 signals.close()
                 notify("STOPPING=1")
@@ -238,17 +241,22 @@ class Daemon:
                 self._save_floor(store, clock)
                 last_floor_save = now
             self._set_fault(signals, "sync", worker.fault)
-            self._drain_inputs(store, signals, clock)
+            self._drain_inputs(store, signals)
             if self._window is not None and now >= self._window.closes_at:
-                self._close_window(store, signals, clock)
+                self._close_window(store, signals)
             item = self._next_item(signals)
             if item is None:
                 if self.until_idle and self._source.exhausted and self._inputs.empty():
                     break
                 continue
             payloads = self._payloads(item, decoder)
+            # A code still in view from the previous frame is the same scan, however
+            # slowly frames arrive; a scanner's texts are each a scan of their own.
+            held = self._in_view
+            self._in_view = {p.key for p in payloads} if not isinstance(item, str) else set()
             for payload in payloads:
-                self._handle(payload, store, signals, clock)
+                if not self._is_repeat(payload, held):
+                    self._handle(payload, store, signals, clock)
 
     def _next_item(self, signals: Signals) -> Any:
         """The next frame or text, keeping the camera open and faults shown."""
@@ -287,7 +295,7 @@ class Daemon:
         if detail is not None:
             self._faults.add(name)
             log.error("fault %s=%s", name, detail)
-            self._report(signals, "fault", None, "-", "fault", name, 0, 0)
+            self._report(signals, "fault", result="fault", reason=name)
         else:
             self._faults.discard(name)
             log.info("fault cleared %s", name)
@@ -317,41 +325,40 @@ class Daemon:
             raws = [symbol.data for symbol in decoder.decode(item)]
         return [parse_payload(raw, hosts, codes) for raw in raws]
 
-    def _is_repeat(self, payload: Payload) -> bool:
-        """The same code seen again within ``repeat_suppress_seconds`` is one scan."""
+    def _is_repeat(self, payload: Payload, held: set[str]) -> bool:
+        """Whether this read repeats a scan: the code was in view in the previous frame,
+        or was seen within ``repeat_suppress_seconds``."""
         now = time.monotonic()
         window = self.config.rules.repeat_suppress_seconds
         last = self._seen.get(payload.key)
         self._seen[payload.key] = now
         if len(self._seen) > 1000:
             self._seen = {key: at for key, at in self._seen.items() if now - at < window}
-        return last is not None and now - last < window
+        return payload.key in held or (last is not None and now - last < window)
 
-    def _drain_inputs(self, store: Store, signals: Signals, clock: TrustedClock) -> None:
+    def _drain_inputs(self, store: Store, signals: Signals) -> None:
         while True:
             try:
                 button = self._inputs.get_nowait()
             except queue.Empty:
                 return
             if button == "child":
-                self._add_child(store, signals, clock)
+                self._add_child(store, signals)
             else:
-                self._close_window(store, signals, clock)
+                self._close_window(store, signals)
 
     # --- decisions --------------------------------------------------------------
 
     def _handle(
         self, payload: Payload, store: Store, signals: Signals, clock: TrustedClock
     ) -> None:
-        if self._is_repeat(payload):
-            return
         if payload.control == self.config.companions.child_code:
-            self._add_child(store, signals, clock)
+            self._add_child(store, signals)
             return
         if payload.control == self.config.companions.done_code:
-            self._close_window(store, signals, clock)
+            self._close_window(store, signals)
             return
-        self._close_window(store, signals, clock)
+        self._close_window(store, signals)
         reading = clock.read()
         card = store.card(payload.card_id) if payload.card_id else None
         counters = read_counters(store, self.config, payload.card_id, reading.now)
@@ -384,7 +391,13 @@ class Daemon:
         else:
             signals.reject(see_staff=decision.reason in SEE_STAFF_REASONS)
         self._report(
-            signals, "decision", seq, masked, decision.result, decision.reason, decision.adults, 0
+            signals,
+            "decision",
+            seq=seq,
+            card=masked,
+            result=decision.result,
+            reason=decision.reason,
+            adults=decision.adults,
         )
 
     def _record(self, payload: Payload, decision: Decision, reading: Reading) -> EventRecord:
@@ -411,13 +424,12 @@ class Daemon:
             closed=not decision.accepted,
         )
 
-    def _add_child(self, store: Store, signals: Signals, clock: TrustedClock) -> None:
+    def _add_child(self, store: Store, signals: Signals) -> None:
         window = self._window
         if window is None or not child_admission(window.children, window.max_children):
             signals.reject(see_staff=False)
             log.info("child refused card=%s", window.card if window else "-")
-            seq, card = (window.seq, window.card) if window else (None, "-")
-            self._report(signals, "child_refused", seq, card, "rejected", "child_limit", 1, 0)
+            self._report(signals, "child_refused", window, result="rejected")
             return
         try:
             store.add_child(window.seq)
@@ -429,19 +441,18 @@ class Daemon:
         window.closes_at = time.monotonic() + self.config.companions.window_seconds
         signals.child()
         log.info("child seq=%d card=%s children=%d", window.seq, window.card, window.children)
-        self._report(
-            signals, "child", window.seq, window.card, "accepted", "child", 1, window.children
-        )
+        self._report(signals, "child", window, result="accepted")
 
-    def _close_window(self, store: Store, signals: Signals, clock: TrustedClock) -> None:
+    def _close_window(self, store: Store, signals: Signals) -> None:
         window, self._window = self._window, None
         if window is None:
             return
-        with contextlib.suppress(StoreError):
+        try:
             store.close_event(window.seq)
-        self._report(
-            signals, "window_closed", window.seq, window.card, "accepted", "", 1, window.children
-        )
+        except StoreError as error:
+            # The record stays open; the next start closes it with these children.
+            self._set_fault(signals, "store", str(error))
+        self._report(signals, "window_closed", window, result="accepted")
 
     def _save_floor(self, store: Store, clock: TrustedClock) -> None:
         with contextlib.suppress(StoreError), store.transaction() as conn:
@@ -451,13 +462,18 @@ class Daemon:
         self,
         signals: Signals,
         kind: str,
-        seq: int | None,
-        card: str,
-        result: str,
-        reason: str,
-        adults: int,
-        children: int,
+        window: _Window | None = None,
+        *,
+        seq: int | None = None,
+        card: str = "-",
+        result: str = "",
+        reason: str = "",
+        adults: int = 0,
+        children: int = 0,
     ) -> None:
+        if window is not None:
+            # Child and window reports describe the accepted record the window belongs to.
+            seq, card, adults, children = window.seq, window.card, 1, window.children
         report = ScanReport(
             kind=kind,
             seq=seq,

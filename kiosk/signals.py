@@ -22,6 +22,7 @@ drives the pins and :meth:`Signals.panel` renders them as one console line.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,14 @@ from typing import Any
 from kiosk.config import GpioConfig
 from kiosk.errors import ConfigError
 
-__all__ = ["PATTERNS", "Pattern", "Signals", "make_pin_factory", "on_raspberry_pi"]
+__all__ = [
+    "PATTERNS",
+    "Pattern",
+    "RelayPulses",
+    "Signals",
+    "make_pin_factory",
+    "on_raspberry_pi",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,9 +47,6 @@ class Pattern:
     on: float
     off: float
     count: int
-
-    def duration(self) -> float:
-        return self.count * self.on + (self.count - 1) * self.off
 
 
 PATTERNS: dict[str, tuple[Pattern, Pattern]] = {
@@ -53,6 +58,7 @@ PATTERNS: dict[str, tuple[Pattern, Pattern]] = {
 }
 SEE_STAFF_SECONDS = 4.0
 RELAY_PULSE_SECONDS = 1.0
+RELAY_GAP_SECONDS = 0.3
 
 
 def on_raspberry_pi() -> bool:
@@ -91,6 +97,56 @@ def make_pin_factory(name: str) -> Any:
         raise ConfigError("gpio.pin_factory", f"{name} is not usable here: {error}") from error
 
 
+class RelayPulses:
+    """Pulses the turnstile relay once per admitted person, one pulse after another.
+
+    A family scanned in quick succession must give one separate pulse each, or a
+    turnstile that counts pulses would let fewer people through. The first pulse
+    starts at once; later ones queue behind it.
+    """
+
+    def __init__(self, relay: Any) -> None:
+        self._relay = relay
+        self._queued = 0
+        self._busy = False
+        self._lock = threading.Condition()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
+        self._thread.start()
+
+    def pulse(self) -> None:
+        with self._lock:
+            if self._busy:
+                self._queued += 1
+                return
+            self._busy = True
+            self._relay.on()
+            self._lock.notify()
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            with self._lock:
+                if not self._busy:
+                    self._lock.wait(0.5)
+                    continue
+            # A pulse is on: hold it, release, and start the next queued one.
+            self._closed.wait(RELAY_PULSE_SECONDS)
+            self._relay.off()
+            self._closed.wait(RELAY_GAP_SECONDS)
+            with self._lock:
+                if self._queued and not self._closed.is_set():
+                    self._queued -= 1
+                    self._relay.on()
+                else:
+                    self._busy = False
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._lock:
+            self._lock.notify()
+        self._thread.join(RELAY_PULSE_SECONDS + RELAY_GAP_SECONDS + 1)
+
+
 class Signals:
     """The kiosk's output devices and buttons, built on one pin factory."""
 
@@ -118,10 +174,10 @@ class Signals:
         self.amber = fitted(LED, "led_amber")
         self.buzzer = fitted(Buzzer, "buzzer")
         self.relay = fitted(DigitalOutputDevice, "relay")
+        self._relay_pulses = RelayPulses(self.relay) if self.relay is not None else None
         self.child_button = fitted(Button, "child_button")
         self.done_button = fitted(Button, "done_button")
         self._fault = False
-        self.last = "idle"
 
     def _play(self, device: Any, pattern: Pattern) -> None:
         if device is None:
@@ -145,11 +201,10 @@ class Signals:
                 device.off()
         self._play(light, light_pattern)
         self._play(self.buzzer, sound_pattern)
-        self.last = outcome
 
     def _pulse_relay(self) -> None:
-        if self.relay is not None:
-            self.relay.blink(on_time=RELAY_PULSE_SECONDS, off_time=0.01, n=1, background=True)
+        if self._relay_pulses is not None:
+            self._relay_pulses.pulse()
 
     def accept(self) -> None:
         self._show("accept", self.green)
@@ -174,11 +229,6 @@ class Signals:
             self._show("fault", light)
         elif light is not None:
             light.off()
-            self.last = "fault cleared"
-
-    @property
-    def fault_active(self) -> bool:
-        return self._fault
 
     def on_child_button(self, callback: Callable[[], None]) -> None:
         if self.child_button is not None:
@@ -198,6 +248,8 @@ class Signals:
         return "[" + "  ".join(lamps) + "]"
 
     def close(self) -> None:
+        if self._relay_pulses is not None:
+            self._relay_pulses.close()
         for device in self._devices:
             device.close()
         self._devices.clear()

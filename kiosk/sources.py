@@ -114,15 +114,24 @@ class DirSource:
                 time.sleep(min(READ_TIMEOUT, self.interval or READ_TIMEOUT))
                 return None
             self._exhausted = False
-            self._shown.add(path.name)
             try:
                 image = load_grey(path)
             except (OSError, ValueError):
+                if _recently_modified(path):
+                    return None  # probably still being written: try it again shortly
                 # An unreadable file is shown as blank: a camera sees noise, not errors.
                 image = self._blank
+            self._shown.add(path.name)
             self._queue = [image] * self.frames_per_image + [self._blank] * self.blank_frames
         self._pace()
         return self._queue.pop(0)
+
+
+def _recently_modified(path: Path, seconds: float = 2.0) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < seconds
+    except OSError:
+        return False
 
 
 class Picamera2Source:

@@ -187,3 +187,14 @@ def test_the_real_daemon_under_libfaketime_at_1970_decides_with_the_saved_floor(
     for record in records:
         scanned = dt.datetime.fromisoformat(record["scanned_at"])
         assert dt.timedelta(0) <= scanned - now < dt.timedelta(minutes=5)
+
+
+def test_with_no_saved_time_a_clock_within_the_release_life_is_believed() -> None:
+    # A kiosk that has never synchronised and saved nothing: its clock a year after
+    # the release is plausible, a clock at 2040 is not.
+    a_year_later = (RELEASE_FLOOR + dt.timedelta(days=365)).timestamp()
+    believed = TrustedClock(wall=lambda: a_year_later, synchronised=lambda: False).read()
+    assert believed.trusted and believed.now.timestamp() == a_year_later
+    at_2040 = dt.datetime(2040, 1, 1, tzinfo=dt.UTC).timestamp()
+    doubted = TrustedClock(wall=lambda: at_2040, synchronised=lambda: False).read()
+    assert not doubted.trusted and doubted.now < dt.datetime(2027, 1, 1, tzinfo=dt.UTC)

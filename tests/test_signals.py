@@ -69,3 +69,15 @@ def test_the_console_panel_shows_the_pins() -> None:
     assert signals.panel().startswith("[green ●  red ○  amber ○  buzzer ●  relay ●")
     signals.close()
     factory.close()
+
+
+def test_each_admitted_person_gets_a_relay_pulse_of_their_own(mock_factory: MockFactory) -> None:
+    # A holder and two children in quick succession: a turnstile counting pulses counts 3.
+    signals = Signals(GpioConfig(relay=RELAY), mock_factory)
+    signals.accept()
+    signals.child()
+    signals.child()
+    time.sleep(3 * 1.3 + 0.3)
+    pulses = [s.state for s in mock_factory.pin(RELAY).states].count(True)
+    signals.close()
+    assert pulses == 3
