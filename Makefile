@@ -5,7 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the kiosk needs at run time, and those the test suite adds.
-APT_RUNTIME := libzbar0
+# python3-venv makes `python3 -m venv` work on Debian's Python; python3-evdev
+# saves building evdev from source where the venv sees Debian's packages.
+APT_RUNTIME := libzbar0 python3-venv python3-evdev
 APT_TEST := shellcheck systemd faketime
 
 .PHONY: install install-test demo test lint typecheck bench clean
