@@ -84,6 +84,8 @@ class TrustedClock:
         self._anchor_mono = monotonic()
         # True once a synchronised clock or the server confirmed the time this boot.
         self._confirmed = False
+        # The first unsynchronised wall time believed this boot, as (wall, monotonic).
+        self._believed: tuple[float, float] | None = None
 
     def _estimate(self, mono: float) -> float:
         return self._anchor + (mono - self._anchor_mono)
@@ -109,9 +111,17 @@ class TrustedClock:
                 allowed = math.inf if synchronised else self._unsynced_lead.total_seconds()
             # A wall clock earlier than the floor is never believed.
             trusted = -TOLERANCE.total_seconds() <= lead <= allowed
+            expected = self._estimate(mono)
+            if not (synchronised or self._confirmed) and self._believed is not None:
+                # Monotonic time says how far an unsynchronised wall clock believed
+                # earlier this boot may have moved: a jump since is a clock change.
+                expected = self._believed[0] + (mono - self._believed[1])
+                trusted = trusted and abs(wall - expected) <= TOLERANCE.total_seconds()
             if trusted and synchronised:
                 self._anchor_at(wall, mono)
-            chosen = wall if trusted else self._estimate(mono)
+            elif trusted and self._believed is None:
+                self._believed = (wall, mono)
+            chosen = wall if trusted else expected
         return Reading(
             now=dt.datetime.fromtimestamp(chosen, dt.UTC),
             trusted=trusted,
