@@ -55,16 +55,26 @@ def test_valid_qr_card_is_accepted_with_green_light_and_relay_pulse(
     assert not went_high(mock_factory, RED)
 
 
-def test_code39_card_is_read_and_accepted(
+@pytest.mark.parametrize(
+    ("card_id", "shown"),
+    [
+        ("A100000017", ("A100000017", "code39")),
+        ("A999123453", ("https://www.kaikukortti.fi/kortti/a999123453", "qrcode")),
+    ],
+    ids=["code39", "card-url"],
+)
+def test_every_printed_form_of_a_card_is_read_and_accepted(
     kiosk_config: Config,
     registry: Callable[..., None],
     show: Callable[..., None],
     mock_factory: MockFactory,
+    card_id: str,
+    shown: tuple[str, str],
 ) -> None:
-    registry(card("A100000017"))
-    show(("A100000017", "code39"))
+    registry(card(card_id))
+    show(shown)
     run_daemon(kiosk_config, mock_factory)
-    assert [(e["card_id"], e["reason"]) for e in events(kiosk_config)] == [("A100000017", "ok")]
+    assert [(e["card_id"], e["reason"]) for e in events(kiosk_config)] == [(card_id, "ok")]
 
 
 def test_expired_unknown_and_foreign_codes_are_rejected_with_red_light(
@@ -88,18 +98,6 @@ def test_expired_unknown_and_foreign_codes_are_rejected_with_red_light(
     assert records[2]["payload_sha256"] and len(records[2]["payload_sha256"]) == 64
     assert went_high(mock_factory, RED)
     assert not went_high(mock_factory, GREEN) and not went_high(mock_factory, RELAY)
-
-
-def test_card_url_on_a_listed_host_is_read_as_the_card(
-    kiosk_config: Config,
-    registry: Callable[..., None],
-    show: Callable[..., None],
-    mock_factory: MockFactory,
-) -> None:
-    registry(card("A999123453"))
-    show("https://www.kaikukortti.fi/kortti/a999123453")
-    run_daemon(kiosk_config, mock_factory)
-    assert [(e["card_id"], e["reason"]) for e in events(kiosk_config)] == [("A999123453", "ok")]
 
 
 def test_the_same_card_seen_again_at_once_is_one_scan(
