@@ -198,15 +198,12 @@ class Store:
         self._migrate()
 
     def _set_orphans_aside(self) -> None:
-        """A -wal or -journal without its store would be replayed into a new, empty
-        file; keep it aside instead, as it may hold records."""
-        if self.path.exists():
-            return
-        if any(Path(f"{self.path}{suffix}").exists() for suffix in ("-wal", "-journal")):
+        """A -wal without its store holds committed records that do not belong in
+        a new, empty file; keep it aside for a person to rescue."""
+        wal = Path(f"{self.path}-wal")
+        if wal.exists() and not self.path.exists():
             moved = _move_aside(self.path, "orphan")
-            log.error(
-                "store missing, its journal moved aside path=%s moved_to=%s", self.path, moved
-            )
+            log.error("store missing, its -wal moved aside path=%s moved_to=%s", self.path, moved)
 
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]

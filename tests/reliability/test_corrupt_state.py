@@ -97,7 +97,7 @@ def test_a_missing_store_is_created_and_an_orphan_log_kept_aside(
         assert store.events() == []
     [orphan] = path.parent.glob("kiosk.db.orphan-*-wal")
     assert orphan.read_bytes() == b"frames of a store that is gone"
-    assert "journal moved aside" in caplog.text
+    assert "its -wal moved aside" in caplog.text
 
 
 def test_a_store_that_cannot_be_opened_is_not_moved(tmp_path: Path) -> None:
