@@ -409,6 +409,8 @@ class SyncWorker:
         try:
             yield
         except AuthError:
+            # The fault shows at once, whether run_once or `kiosk sync` met the 401.
+            self._must_enroll = True
             store.put_meta(MUST_ENROLL_META, "1")
             log.error("api token refused action=stop_calling must_enroll=1")
             raise
