@@ -639,6 +639,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     """Turns HTTP into :class:`DevServer` calls, applying faults on the way."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, as a real API would
+    # Headers and body go out in two writes; with Nagle on, the body waits for
+    # the client's delayed ACK (~40 ms a response on Linux loopback).
+    disable_nagle_algorithm = True
     server_version = "kiosk-devserver"
     sys_version = ""
 
