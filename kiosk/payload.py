@@ -21,6 +21,10 @@ MAX_PAYLOAD_BYTES = 256
 # Card ids are letters and digits, for example A999123453 (X… and Z… are mobile cards).
 CARD_ID = re.compile(r"[A-Z0-9]{6,24}")
 URL_ID_PARAMETERS = ("id", "card")
+# The white space a scanner or a printed code may put around a card id. Unicode
+# spaces are not stripped: a decoder that guesses Latin-1 for invalid UTF-8 turns
+# a trailing 0xA0 or 0x85 byte into one, and such a payload is not a card.
+ASCII_SPACE = " \t\r\n\v\f"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +50,7 @@ class Payload:
 
 
 def _card_id(text: str) -> str | None:
-    candidate = text.strip().upper()
+    candidate = text.strip(ASCII_SPACE).upper()
     if CARD_ID.fullmatch(candidate) and any(char.isdigit() for char in candidate):
         return candidate
     return None
@@ -72,6 +76,16 @@ def _card_id_from_url(text: str, hosts: Collection[str]) -> str | None:
     return _card_id(urllib.parse.unquote(segments[-1])) if segments else None
 
 
+def _raw_bytes(raw: bytes | str) -> bytes:
+    if not isinstance(raw, str):
+        return bytes(raw)
+    try:
+        return raw.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        # A lone surrogate: kept as invalid UTF-8, which is never a card.
+        return raw.encode("utf-8", "surrogatepass")
+
+
 def parse_payload(
     raw: bytes | str,
     card_url_hosts: Collection[str] = (),
@@ -85,7 +99,7 @@ def parse_payload(
     Everything else, including over-long, non-UTF-8 or control-character
     payloads, is ``not_a_card``.
     """
-    data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
+    data = _raw_bytes(raw)
     refused = Payload(digest=hashlib.sha256(data).hexdigest())
     if len(data) > MAX_PAYLOAD_BYTES:
         return refused
@@ -93,7 +107,7 @@ def parse_payload(
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return refused
-    stripped = text.strip()
+    stripped = text.strip(ASCII_SPACE)
     # Control characters and terminal escapes inside a payload mark it hostile.
     if not stripped.isprintable():
         return refused
