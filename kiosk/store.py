@@ -130,10 +130,13 @@ class CardRow:
         )
 
     def as_row(self) -> dict[str, Any]:
-        row = dataclasses.asdict(self)
-        row["valid_from"] = self.valid_from.isoformat()
-        row["valid_until"] = self.valid_until.isoformat()
-        return row
+        # Not dataclasses.asdict: its deep copy of each field was most of the
+        # time a 100,000-card registry sync took.
+        return {
+            **vars(self),
+            "valid_from": self.valid_from.isoformat(),
+            "valid_until": self.valid_until.isoformat(),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
