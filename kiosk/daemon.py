@@ -43,9 +43,10 @@ __all__ = ["Daemon", "ScanReport"]
 
 log = logging.getLogger(__name__)
 
-# Camera retry backoff: first retry after 1 s, doubling up to 30 s.
+# Camera retry backoff: first retry after 1 s, doubling up to 3 s, so scanning
+# resumes within a few seconds of the camera coming back however long it was gone.
 CAMERA_RETRY_FIRST = 1.0
-CAMERA_RETRY_MAX = 30.0
+CAMERA_RETRY_MAX = 3.0
 # A live camera that delivers no frame for this long is treated as failed.
 CAMERA_STALL_SECONDS = 3.0
 # While waiting for the camera, each ping extends systemd's start timeout by this.
