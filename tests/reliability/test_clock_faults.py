@@ -14,6 +14,7 @@ in-process run of the same cards at the correct time.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import signal
 import subprocess
@@ -64,6 +65,10 @@ def day_sensitive_cards(phase: int, today: dt.date) -> list[CardRow]:
     ]
 
 
+def recorded(config: Config, count: int) -> bool:
+    return len(events(config)) >= count
+
+
 def decisions(config: Config) -> list[tuple[str, str, str]]:
     return [(e["card_id"], e["result"], e["reason"]) for e in events(config)]
 
@@ -74,11 +79,9 @@ def run_under_faketime(
     show: Callable[..., None],
     schedule: Sequence[list[str]],
     specs: Sequence[str],
-) -> str:
-    """Run ``kiosk run`` with the wall clock at ``specs[i]`` while ``schedule[i]`` is shown.
-
-    Returns the daemon's stderr; fails if a phase's scans are not all recorded.
-    """
+) -> None:
+    """Run ``kiosk run`` with the wall clock at ``specs[i]`` while ``schedule[i]`` is shown;
+    fails if a phase's scans are not all recorded."""
     clock_file = tmp_path / "faketime"
     clock_file.write_text(specs[0])
     # libfaketime stops gpiozero's button threads from stopping; lights still run.
@@ -103,17 +106,18 @@ def run_under_faketime(
             clock_file.write_text(spec)
             show(*codes)
             expected += len(codes)
-            assert wait_for(lambda n=expected: len(events(config)) >= n, 30), (
+            assert wait_for(functools.partial(recorded, config, expected), 30), (
                 f"phase {spec!r}: the scans were not recorded"
             )
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr.decode()
-    return stderr.decode()
 
 
-def reference_run(tmp_path: Path, config: Config, cards: list[CardRow]) -> list[tuple[str, ...]]:
+def reference_run(
+    tmp_path: Path, config: Config, cards: list[CardRow]
+) -> list[tuple[str, str, str]]:
     """The same cards decided in-process at the correct time, in a fresh store."""
     reference = config.replace("storage", path=tmp_path / "reference" / "kiosk.db")
     folder = tmp_path / "reference-images"
