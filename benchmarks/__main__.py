@@ -16,7 +16,13 @@ from pathlib import Path
 from benchmarks.report import Figure, header, table
 
 # Figure modules, each with run(full: bool) -> list[Figure]; add new ones here.
-MODULES = ("benchmarks.decoding", "benchmarks.registry")
+MODULES = (
+    "benchmarks.decoding",
+    "benchmarks.registry",
+    "benchmarks.latency",
+    "benchmarks.central",
+    "benchmarks.footprint",
+)
 DOC = Path(__file__).resolve().parent.parent / "docs" / "PERFORMANCE.md"
 BEGIN = "<!-- bench:begin (written by make bench) -->"
 END = "<!-- bench:end -->"
