@@ -305,11 +305,13 @@ def test_the_check_sees_duplicates_when_the_server_does_not_dedupe(kiosk: Kiosk)
     # The guard removed: resent events are stored twice, and the check must say so.
     crash_runs(kiosk, 4, random.Random(SEED), mid_upload_share=1.0)
     drain(kiosk)
-    _, lost, doubled = delivery(kiosk)
+    records, lost, doubled = delivery(kiosk)
+    print(f"\nserver dedupe off: {len(doubled)} of {records} records stored twice or more")
     assert lost == [] and len(doubled) > 0
 
 
 def test_the_check_sees_a_signal_shown_before_its_commit(kiosk: Kiosk) -> None:
     kiosk.patch = LATE_COMMIT
     tally = crash_runs(kiosk, 2, random.Random(SEED), mid_upload_share=0, run_seconds=(2, 2))
+    print(f"\nlate commit: {tally.signal_before_commit} of {tally.accept_signals} before commit")
     assert tally.accept_signals > 0 and tally.signal_before_commit > 0
