@@ -121,12 +121,18 @@ def test_a_full_disk_refuses_with_the_fault_signal_and_recovers(
         assert wait_for(
             lambda: any(r.reason == "sync" for r in daemon.reports if r.kind == "fault")
         )
-        assert rises(mock_factory, gpio.led_amber) > 0, "the fault signal shows"
+        assert wait_for(lambda: rises(mock_factory, gpio.led_amber) > 0), "the fault signal shows"
         assert wait_for(
             lambda: 0 < last_heartbeat(server).get("disk_free_bytes", 1 << 40) < 1 << 20
         ), "the heartbeat carries the alarm"
         show(2, CARDS[1])
-        assert wait_for(lambda: len(events(config)) == 2), "a low disk still records and admits"
+        # Both admitted so far, lights and relay included (they rise in pin threads).
+        assert wait_for(
+            lambda: (
+                len(events(config)) == 2
+                and rises(mock_factory, gpio.led_green) == rises(mock_factory, gpio.relay) == 2
+            )
+        ), "a low disk still records and admits"
 
         fill(filler)  # full
         green, relay = rises(mock_factory, gpio.led_green), rises(mock_factory, gpio.relay)
@@ -140,7 +146,7 @@ def test_a_full_disk_refuses_with_the_fault_signal_and_recovers(
         show(4, CARDS[3])
         assert wait_for(lambda: len(events(config)) == 3)
         assert wait_for(lambda: not mock_factory.pin(gpio.led_amber or 0).state), "faults clear"
-        assert rises(mock_factory, gpio.led_green) > green
+        assert wait_for(lambda: rises(mock_factory, gpio.led_green) > green), "admits again"
         # The record whose window was open when the disk filled could not be closed:
         # it waits for the next start (reported as a daemon issue); the others go now.
         assert wait_for(lambda: len(server.stored_events()) == 2)
