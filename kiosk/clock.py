@@ -101,7 +101,8 @@ class TrustedClock:
         wall, mono = self._wall(), self._monotonic()
         with self._lock:
             synchronised = self._synchronised()
-            lead = wall - self._estimate(mono)
+            expected = self._estimate(mono)
+            lead = wall - expected
             if self._confirmed:
                 # The sync flag stays set after someone changes the clock by
                 # hand, so even a synchronised clock must agree with this boot's
@@ -111,7 +112,6 @@ class TrustedClock:
                 allowed = math.inf if synchronised else self._unsynced_lead.total_seconds()
             # A wall clock earlier than the floor is never believed.
             trusted = -TOLERANCE.total_seconds() <= lead <= allowed
-            expected = self._estimate(mono)
             if not (synchronised or self._confirmed) and self._believed is not None:
                 # Monotonic time says how far an unsynchronised wall clock believed
                 # earlier this boot may have moved: a jump since is a clock change.
