@@ -120,6 +120,7 @@ class Daemon:
         self._seen: dict[str, float] = {}
         self._in_view: set[str] = set()
         self._window: _Window | None = None
+        self._unclosed: set[int] = set()  # records whose window could not be closed
         self._boot_id = boot_id()
         self._ready = False
         self._faults: set[str] = set()
@@ -242,6 +243,8 @@ class Daemon:
                 self._save_floor(store, clock)
                 last_floor_save = now
             self._set_fault(signals, "sync", worker.fault)
+            for seq in sorted(self._unclosed):
+                self._close_record(store, signals, seq)
             self._drain_inputs(store, signals)
             if self._window is not None and now >= self._window.closes_at:
                 self._close_window(store, signals)
@@ -448,12 +451,19 @@ class Daemon:
         window, self._window = self._window, None
         if window is None:
             return
-        try:
-            store.close_event(window.seq)
-        except StoreError as error:
-            # The record stays open; the next start closes it with these children.
-            self._set_fault(signals, "store", str(error))
+        self._close_record(store, signals, window.seq)
         self._report(signals, "window_closed", window, result="accepted")
+
+    def _close_record(self, store: Store, signals: Signals, seq: int) -> None:
+        try:
+            store.close_event(seq)
+        except StoreError as error:
+            # Retried every loop: an open record is not uploaded, and waiting for
+            # the next start could take weeks on a kiosk that is never restarted.
+            self._unclosed.add(seq)
+            self._set_fault(signals, "store", str(error))
+        else:
+            self._unclosed.discard(seq)
 
     def _save_floor(self, store: Store, clock: TrustedClock) -> None:
         with contextlib.suppress(StoreError), store.transaction() as conn:
