@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import queue
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -364,13 +365,15 @@ class Daemon:
             return
         self._close_window(store, signals)
         reading = clock.read()
-        card = store.card(payload.card_id) if payload.card_id else None
-        counters = read_counters(store, self.config, payload.card_id, reading.now)
-        decision = decide(payload.card_id, card, reading.now, counters, self.config)
         try:
+            card = store.card(payload.card_id) if payload.card_id else None
+            counters = read_counters(store, self.config, payload.card_id, reading.now)
+            decision = decide(payload.card_id, card, reading.now, counters, self.config)
             seq = store.record(self._record(payload, decision, reading))
-        except StoreError as error:
-            # Nothing can be recorded, so nobody is admitted: see staff.
+        except (StoreError, sqlite3.DatabaseError) as error:
+            # Nothing can be looked up or recorded, so nobody is admitted: see
+            # staff. Damage deep in the file shows only when a page is read;
+            # `kiosk doctor` runs the full integrity check.
             self._set_fault(signals, "store", str(error))
             return
         self._set_fault(signals, "store", None)

@@ -182,3 +182,29 @@ def test_sigkill_in_mid_migration_leaves_the_previous_schema(tmp_path: Path) -> 
     child.wait(10)
     assert wal.stat().st_size > 1_000_000, "the kill came before the migration wrote"
     assert_schema_v1(path, ids)
+
+
+def test_damage_deep_in_the_registry_is_a_fault_signal_not_a_crash(
+    kiosk_config: Config,
+    registry: Callable[..., None],
+    show: Callable[..., None],
+    mock_factory: MockFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The header and schema are intact, so the store opens; the registry's inner
+    # pages are not, which shows only when a scan looks a card up.
+    registry(*(card(f"A{number:09d}") for number in range(3000)))
+    path = kiosk_config.storage.path
+    with Store(path) as store:
+        store.checkpoint()
+        page_size = store.conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+    with open(path, "r+b") as handle:
+        handle.seek(12 * page_size)
+        handle.write(b"\xff" * page_size * (pages - 12))
+    show("A000002999")
+    caplog.set_level(logging.ERROR)
+    assert Daemon(kiosk_config, pin_factory=mock_factory, until_idle=True).run() == 0
+    assert "fault store=" in caplog.text
+    assert any(state.state for state in mock_factory.pin(22).states), "amber: see staff"
+    assert not any(state.state for state in mock_factory.pin(17).states), "nobody admitted"
