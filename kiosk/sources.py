@@ -44,6 +44,8 @@ __all__ = [
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 # How long a read may block before it returns None, so the main loop stays alive.
 READ_TIMEOUT = 0.1
+# How long a replayed image that cannot be read is retried before it counts as blank.
+UNREADABLE_RETRY_SECONDS = 2.0
 
 
 class Source(Protocol):
@@ -74,6 +76,7 @@ class DirSource:
         self.interval = 1.0 / camera.fps if paced else 0.0
         self._blank: Frame = np.full((camera.height, camera.width), 255, dtype=np.uint8)
         self._shown: set[str] = set()
+        self._unreadable_since: dict[str, float] = {}
         self._queue: list[Frame] = []
         self._next_frame_at = 0.0
         self._exhausted = False
@@ -117,21 +120,18 @@ class DirSource:
             try:
                 image = load_grey(path)
             except (OSError, ValueError):
-                if _recently_modified(path):
-                    return None  # probably still being written: try it again shortly
+                # Probably still being written: try again for a while (by the
+                # monotonic clock, which a wall-clock change does not move).
+                first_failure = self._unreadable_since.setdefault(path.name, time.monotonic())
+                if time.monotonic() - first_failure < UNREADABLE_RETRY_SECONDS:
+                    time.sleep(READ_TIMEOUT)
+                    return None
                 # An unreadable file is shown as blank: a camera sees noise, not errors.
                 image = self._blank
             self._shown.add(path.name)
             self._queue = [image] * self.frames_per_image + [self._blank] * self.blank_frames
         self._pace()
         return self._queue.pop(0)
-
-
-def _recently_modified(path: Path, seconds: float = 2.0) -> bool:
-    try:
-        return time.time() - path.stat().st_mtime < seconds
-    except OSError:
-        return False
 
 
 class Picamera2Source:

@@ -163,3 +163,18 @@ def test_open_source_picks_the_source_by_its_prefix(tmp_path: Path) -> None:
     assert isinstance(open_source(CameraConfig()), Picamera2Source)
     assert isinstance(open_source(CameraConfig(source=f"dir:{tmp_path}")), DirSource)
     assert isinstance(open_source(CameraConfig(source="hid:/dev/input/event0")), HidSource)
+
+
+def test_an_image_still_being_written_is_read_once_it_is_complete(tmp_path: Path) -> None:
+    camera = CameraConfig(fps=1000, frames_per_image=1, blank_frames=0)
+    image = tmp_path / "001.png"
+    card_image("A999123453", "qrcode").save(image)
+    whole = image.read_bytes()
+    image.write_bytes(whole[: len(whole) // 2])
+    source = DirSource(tmp_path, camera)
+    source.open()
+    assert source.read() is None, "a half-written file is not shown yet"
+    image.write_bytes(whole)
+    frame = source.read()
+    assert isinstance(frame, np.ndarray)
+    assert (frame == load_grey(image)).all()
