@@ -31,6 +31,9 @@ FRAME_SIZE = (640, 480)
 CHILD = "KAIKU:CHILD"
 DONE = "KAIKU:DONE"
 BLANK = ""
+# Two empty frames' worth of images: 1.6 s at the demo's pace, well past its
+# one-second repeat window, so the same sheet shown again counts again.
+GAP = [(BLANK, "", "(gap)")] * 2
 
 
 def demo_cards(today: dt.date) -> list[CardRow]:
@@ -74,16 +77,16 @@ def demo_scenes() -> list[Scene]:
             ("https://example.com/win-a-prize", "qrcode", "a URL that is not a card"),
             ("A300000033", "qrcode", "a card with two registered children"),
             (CHILD, "qrcode", "first child"),
-            (BLANK, "", "(gap)"),
+            *GAP,
             (CHILD, "qrcode", "second child"),
-            (BLANK, "", "(gap)"),
+            *GAP,
             (CHILD, "qrcode", "a third child: over the card's limit"),
             (DONE, "qrcode", "the holder is done"),
             ("Z400000041", "code39", "a community card with a small group"),
             (CHILD, "qrcode", "group member 1"),
-            (BLANK, "", "(gap)"),
+            *GAP,
             (CHILD, "qrcode", "group member 2"),
-            (BLANK, "", "(gap)"),
+            *GAP,
             (CHILD, "qrcode", "group member 3"),
             (DONE, "qrcode", "the group is in"),
             ("A999123453", "qrcode", "the first card again: already used"),
@@ -103,7 +106,7 @@ def demo_scenes() -> list[Scene]:
         [
             ("A300000033", "qrcode", "a holder with two children"),
             (CHILD, "qrcode", "first child"),
-            (BLANK, "", "(gap)"),
+            *GAP,
             (CHILD, "qrcode", "second child: the cap is reached"),
             (DONE, "qrcode", "done"),
             ("A500000059", "code39", "the next holder: quota full"),
