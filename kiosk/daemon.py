@@ -138,15 +138,13 @@ class Daemon:
         config = self.config
         store = Store(config.storage.path)
         try:
-            reopened = store.close_open_events()
-            if reopened:
-                log.warning("restart closed_open_records=%d", reopened)
-            floor = store.get_meta("time_floor")
+            floor, store_fault = self._recover(store)
             clock = self._clock or TrustedClock(dt.datetime.fromisoformat(floor) if floor else None)
             factory = self._pin_factory
             if factory is None:
                 factory = make_pin_factory(config.gpio.pin_factory)
             signals = Signals(config.gpio, factory)
+            self._set_fault(signals, "store", store_fault)
             signals.on_child_button(lambda: self._inputs.put("child"))
             signals.on_done_button(lambda: self._inputs.put("done"))
             decoder = self._decoder or make_decoder(config.decoder)
@@ -180,6 +178,18 @@ class Daemon:
         finally:
             store.close()
         return 0
+
+    def _recover(self, store: Store) -> tuple[str | None, str | None]:
+        """Close records a crash left open; returns the saved time floor and any
+        store fault. A store damaged deep inside stays up as a fault to see, not
+        a restart loop with dark lights."""
+        try:
+            reopened = store.close_open_events()
+            if reopened:
+                log.warning("restart closed_open_records=%d", reopened)
+            return store.get_meta("time_floor"), None
+        except (StoreError, sqlite3.DatabaseError) as error:
+            return None, str(error)
 
     def _health(self, clock: TrustedClock) -> dict[str, Any]:
         """What the heartbeat reports about the scanning side."""

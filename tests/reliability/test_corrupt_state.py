@@ -208,3 +208,25 @@ def test_damage_deep_in_the_registry_is_a_fault_signal_not_a_crash(
     assert "fault store=" in caplog.text
     assert any(state.state for state in mock_factory.pin(22).states), "amber: see staff"
     assert not any(state.state for state in mock_factory.pin(17).states), "nobody admitted"
+
+
+def test_damage_deep_in_the_records_at_start_is_a_fault_signal_not_a_restart_loop(
+    kiosk_config: Config,
+    show: Callable[..., None],
+    mock_factory: MockFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Restarting cannot mend the file: the kiosk stays up and asks for staff.
+    path = kiosk_config.storage.path
+    store_with_records(path, 2000)
+    with Store(path) as store:
+        page_size = store.conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+    with open(path, "r+b") as handle:
+        handle.seek(12 * page_size)
+        handle.write(b"\xff" * page_size * (pages - 12))
+    show("A999123453")
+    caplog.set_level(logging.ERROR)
+    assert Daemon(kiosk_config, pin_factory=mock_factory, until_idle=True).run() == 0
+    assert "fault store=" in caplog.text
+    assert any(state.state for state in mock_factory.pin(22).states), "amber: see staff"
