@@ -184,6 +184,28 @@ def test_sigkill_in_mid_migration_leaves_the_previous_schema(tmp_path: Path) -> 
     assert_schema_v1(path, ids)
 
 
+def damage_inner_pages(path: Path, first_damaged_page: int = 12) -> None:
+    """Overwrite every page from ``first_damaged_page`` on, keeping the header and
+    schema: the store opens, and the damage shows only when such a page is read."""
+    with Store(path) as store:
+        store.checkpoint()
+        page_size = store.conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+    with open(path, "r+b") as handle:
+        handle.seek(first_damaged_page * page_size)
+        handle.write(b"\xff" * page_size * (pages - first_damaged_page))
+
+
+def run_showing_the_store_fault(
+    config: Config, factory: MockFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Run the daemon over its images: it must end normally with the store fault shown."""
+    caplog.set_level(logging.ERROR)
+    assert Daemon(config, pin_factory=factory, until_idle=True).run() == 0
+    assert "fault store=" in caplog.text
+    assert any(state.state for state in factory.pin(22).states), "amber: see staff"
+
+
 def test_damage_deep_in_the_registry_is_a_fault_signal_not_a_crash(
     kiosk_config: Config,
     registry: Callable[..., None],
@@ -191,22 +213,11 @@ def test_damage_deep_in_the_registry_is_a_fault_signal_not_a_crash(
     mock_factory: MockFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # The header and schema are intact, so the store opens; the registry's inner
-    # pages are not, which shows only when a scan looks a card up.
+    # The registry's inner pages are damaged, which shows only when a scan looks a card up.
     registry(*(card(f"A{number:09d}") for number in range(3000)))
-    path = kiosk_config.storage.path
-    with Store(path) as store:
-        store.checkpoint()
-        page_size = store.conn.execute("PRAGMA page_size").fetchone()[0]
-        pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
-    with open(path, "r+b") as handle:
-        handle.seek(12 * page_size)
-        handle.write(b"\xff" * page_size * (pages - 12))
+    damage_inner_pages(kiosk_config.storage.path)
     show("A000002999")
-    caplog.set_level(logging.ERROR)
-    assert Daemon(kiosk_config, pin_factory=mock_factory, until_idle=True).run() == 0
-    assert "fault store=" in caplog.text
-    assert any(state.state for state in mock_factory.pin(22).states), "amber: see staff"
+    run_showing_the_store_fault(kiosk_config, mock_factory, caplog)
     assert not any(state.state for state in mock_factory.pin(17).states), "nobody admitted"
 
 
@@ -217,16 +228,7 @@ def test_damage_deep_in_the_records_at_start_is_a_fault_signal_not_a_restart_loo
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Restarting cannot mend the file: the kiosk stays up and asks for staff.
-    path = kiosk_config.storage.path
-    store_with_records(path, 2000)
-    with Store(path) as store:
-        page_size = store.conn.execute("PRAGMA page_size").fetchone()[0]
-        pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
-    with open(path, "r+b") as handle:
-        handle.seek(12 * page_size)
-        handle.write(b"\xff" * page_size * (pages - 12))
+    store_with_records(kiosk_config.storage.path, 2000)
+    damage_inner_pages(kiosk_config.storage.path)
     show("A999123453")
-    caplog.set_level(logging.ERROR)
-    assert Daemon(kiosk_config, pin_factory=mock_factory, until_idle=True).run() == 0
-    assert "fault store=" in caplog.text
-    assert any(state.state for state in mock_factory.pin(22).states), "amber: see staff"
+    run_showing_the_store_fault(kiosk_config, mock_factory, caplog)
