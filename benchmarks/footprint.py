@@ -23,6 +23,7 @@ from pathlib import Path
 
 from benchmarks.central import enrolled, registry_cards
 from benchmarks.report import Figure
+from kiosk.counters import TIME_FLOOR
 from kiosk.demo import card_image
 from kiosk.store import Store
 
@@ -72,7 +73,7 @@ def run_kiosk(backend: str, images: int, scan_seconds: float) -> tuple[float, fl
         show_cards(folder / "images", images)
         with Store(config.storage.path) as store:
             # The kiosk trusts its clock from the floor a synchronised boot saved.
-            store.put_meta("time_floor", dt.datetime.now(dt.UTC).isoformat())
+            store.put_meta(TIME_FLOOR, dt.datetime.now(dt.UTC).isoformat())
         config_file = write_config(folder, config.storage.path, backend)
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
             listener.bind(str(folder / "notify.sock"))

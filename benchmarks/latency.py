@@ -28,6 +28,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 
 from benchmarks.report import Figure
 from kiosk.config import Config, DecoderConfig
+from kiosk.counters import TIME_FLOOR
 from kiosk.daemon import Daemon
 from kiosk.decode_zxing import ZxingDecoder
 from kiosk.decoder import Decoder, Frame, ZbarDecoder, make_decoder
@@ -145,7 +146,7 @@ def prepare_store(config: Config, known: list[CardRow]) -> None:
         store.upsert_cards(conn, known)
         store.set_meta(conn, "last_registry_sync", now)
         # A kiosk that once synchronised its clock trusts it from this floor on.
-        store.set_meta(conn, "time_floor", now)
+        store.set_meta(conn, TIME_FLOOR, now)
 
 
 def daemon_latencies(

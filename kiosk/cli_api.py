@@ -16,6 +16,7 @@ import click
 
 from kiosk.cli_common import config_option, fail, load_config_or_exit
 from kiosk.config import Config
+from kiosk.counters import LAST_REGISTRY_SYNC
 from kiosk.credentials import is_enrolled, read_device
 from kiosk.devserver import HARD_BODY_LIMIT, DevServer, load_cards_csv, parse_fault
 from kiosk.errors import KioskError
@@ -25,7 +26,6 @@ from kiosk.store import Store
 from kiosk.sync import (
     BACKOFF_META,
     LAST_HEARTBEAT_META,
-    LAST_REGISTRY_SYNC_META,
     LAST_UPLOAD_META,
     MUST_ENROLL_META,
     SyncWorker,
@@ -129,7 +129,7 @@ def status_report(config: Config) -> dict[str, Any]:
             "quarantined_records": quarantined,
             "delivered": store.delivered_count(),
             "last_upload": store.get_meta(LAST_UPLOAD_META),
-            "last_registry_sync": store.get_meta(LAST_REGISTRY_SYNC_META),
+            "last_registry_sync": store.get_meta(LAST_REGISTRY_SYNC),
             "last_heartbeat": store.get_meta(LAST_HEARTBEAT_META),
             "registry_cards": store.card_count(),
             "backoff": json.loads(backoff) if backoff else None,

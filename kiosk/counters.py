@@ -13,10 +13,18 @@ from kiosk.config import Config
 from kiosk.rules import Counters
 from kiosk.store import Store
 
-__all__ = ["LAST_REGISTRY_SYNC", "read_counters"]
+__all__ = ["LAST_REGISTRY_SYNC", "TIME_FLOOR", "read_counters", "saved_floor"]
 
 # The store's meta key holding when the card registry was last refreshed.
 LAST_REGISTRY_SYNC = "last_registry_sync"
+# The store's meta key holding the trusted-time floor saved by the daemon.
+TIME_FLOOR = "time_floor"
+
+
+def saved_floor(store: Store) -> dt.datetime | None:
+    """The trusted-time floor the daemon last saved, if any."""
+    floor = store.get_meta(TIME_FLOOR)
+    return dt.datetime.fromisoformat(floor) if floor else None
 
 
 def read_counters(store: Store, config: Config, card_id: str | None, now: dt.datetime) -> Counters:

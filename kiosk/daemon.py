@@ -29,7 +29,7 @@ from typing import Any
 
 from kiosk.clock import Reading, TrustedClock, boot_id
 from kiosk.config import Config
-from kiosk.counters import read_counters
+from kiosk.counters import TIME_FLOOR, read_counters, saved_floor
 from kiosk.decoder import Decoder, make_decoder
 from kiosk.errors import CameraError, KioskError, StoreError
 from kiosk.notify import notify, watchdog_interval
@@ -139,7 +139,7 @@ class Daemon:
         store = Store(config.storage.path)
         try:
             floor, store_fault = self._recover(store)
-            clock = self._clock or TrustedClock(dt.datetime.fromisoformat(floor) if floor else None)
+            clock = self._clock or TrustedClock(floor)
             factory = self._pin_factory
             if factory is None:
                 factory = make_pin_factory(config.gpio.pin_factory)
@@ -179,7 +179,7 @@ class Daemon:
             store.close()
         return 0
 
-    def _recover(self, store: Store) -> tuple[str | None, str | None]:
+    def _recover(self, store: Store) -> tuple[dt.datetime | None, str | None]:
         """Close records a crash left open; returns the saved time floor and any
         store fault. A store damaged deep inside stays up as a fault to see, not
         a restart loop with dark lights."""
@@ -187,7 +187,7 @@ class Daemon:
             reopened = store.close_open_events()
             if reopened:
                 log.warning("restart closed_open_records=%d", reopened)
-            return store.get_meta("time_floor"), None
+            return saved_floor(store), None
         except (StoreError, sqlite3.DatabaseError) as error:
             return None, str(error)
 
@@ -480,7 +480,7 @@ class Daemon:
 
     def _save_floor(self, store: Store, clock: TrustedClock) -> None:
         with contextlib.suppress(StoreError), store.transaction() as conn:
-            store.set_meta(conn, "time_floor", clock.floor().isoformat())
+            store.set_meta(conn, TIME_FLOOR, clock.floor().isoformat())
 
     def _report(
         self,

@@ -15,7 +15,7 @@ from typing import Any
 
 from kiosk.clock import Reading, TrustedClock
 from kiosk.config import WEEKDAYS, Config
-from kiosk.counters import read_counters
+from kiosk.counters import read_counters, saved_floor
 from kiosk.payload import parse_payload
 from kiosk.rules import REASONS, Counters, Decision, decide, registry_is_stale
 from kiosk.store import CardRow, Store
@@ -45,8 +45,7 @@ ADVICE: dict[str, str] = {
 
 def trusted_reading(store: Store) -> Reading:
     """Now, from a :class:`TrustedClock` resting on the daemon's saved floor."""
-    floor = store.get_meta("time_floor")
-    return TrustedClock(dt.datetime.fromisoformat(floor) if floor else None).read()
+    return TrustedClock(saved_floor(store)).read()
 
 
 def _card(card: CardRow | None) -> dict[str, Any] | None:

@@ -50,6 +50,7 @@ from kiosk.api import (
     RetryableError,
 )
 from kiosk.config import Config
+from kiosk.counters import LAST_REGISTRY_SYNC
 from kiosk.credentials import Credentials, Device, load_credentials, write_enrollment
 from kiosk.errors import ApiError, AuthError, KioskError
 from kiosk.payload import CARD_ID, mask_card_id
@@ -58,7 +59,6 @@ from kiosk.store import CardRow, Store
 __all__ = [
     "BACKOFF_META",
     "LAST_HEARTBEAT_META",
-    "LAST_REGISTRY_SYNC_META",
     "LAST_UPLOAD_META",
     "MUST_ENROLL_META",
     "REGISTRY_CURSOR_META",
@@ -78,7 +78,6 @@ log = logging.getLogger(__name__)
 MUST_ENROLL_META = "must_enroll"
 REGISTRY_CURSOR_META = "registry_cursor"
 LAST_UPLOAD_META = "last_upload"
-LAST_REGISTRY_SYNC_META = "last_registry_sync"
 LAST_HEARTBEAT_META = "last_heartbeat"
 BACKOFF_META = "sync_backoff"
 
@@ -332,7 +331,7 @@ class SyncWorker:
                     store.upsert_cards(conn, rows)
                     store.set_meta(conn, REGISTRY_CURSOR_META, page.next)
                     if not page.more:
-                        store.set_meta(conn, LAST_REGISTRY_SYNC_META, now)
+                        store.set_meta(conn, LAST_REGISTRY_SYNC, now)
                 self._on_server_time(page.server_time)
                 applied += len(rows)
                 log.info("registry page cards=%d more=%s", len(rows), page.more)
@@ -349,7 +348,7 @@ class SyncWorker:
             "software_version": SOFTWARE_VERSION,
             "queue_depth": store.queue_depth(),
             "quarantined": len(store.quarantined()),
-            "last_registry_sync": store.get_meta(LAST_REGISTRY_SYNC_META),
+            "last_registry_sync": store.get_meta(LAST_REGISTRY_SYNC),
             "registry_cards": store.card_count(),
             "camera_ok": bool(health.get("camera_ok", False)),
             "clock_synced": bool(health.get("clock_synced", False)),

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from kiosk.config import Config
+from kiosk.counters import TIME_FLOOR
 from kiosk.store import Store
 
 __all__ = ["kiosk_run", "save_good_time", "write_config"]
@@ -25,7 +26,7 @@ def save_good_time(store_path: Path, when: dt.datetime | None = None) -> None:
     """
     moment = when or dt.datetime.now(dt.UTC)
     with Store(store_path) as store, store.transaction() as conn:
-        store.set_meta(conn, "time_floor", moment.isoformat())
+        store.set_meta(conn, TIME_FLOOR, moment.isoformat())
 
 
 def write_config(config: Config, path: Path) -> Path:

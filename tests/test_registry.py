@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from kiosk.cli_rules import registry as registry_command
 from kiosk.config import Config
-from kiosk.counters import LAST_REGISTRY_SYNC
+from kiosk.counters import LAST_REGISTRY_SYNC, TIME_FLOOR
 from kiosk.registry import CHUNK, HEADER, RegistryImportError, import_csv
 from kiosk.store import CardRow, Store
 from tests.conftest import card
@@ -157,7 +157,7 @@ def test_the_refresh_time_comes_from_the_trusted_clock_not_a_wall_clock_at_1970(
     monkeypatch.setattr(time, "time", lambda: 0.0)
     with Store(tmp_path / "kiosk.db") as store:
         with store.transaction() as conn:
-            store.set_meta(conn, "time_floor", floor.isoformat())
+            store.set_meta(conn, TIME_FLOOR, floor.isoformat())
         import_csv(store, write_csv(tmp_path / "r.csv", GOOD[0]))
         refreshed = dt.datetime.fromisoformat(store.get_meta(LAST_REGISTRY_SYNC) or "")
     assert dt.timedelta(0) <= refreshed - floor < dt.timedelta(minutes=1)

@@ -6,9 +6,10 @@ import pytest
 
 from kiosk.api import RetryableError
 from kiosk.config import Config
+from kiosk.counters import LAST_REGISTRY_SYNC
 from kiosk.devserver import DevServer, Fault
 from kiosk.store import Store
-from kiosk.sync import LAST_REGISTRY_SYNC_META, REGISTRY_CURSOR_META, MalformedPage, SyncWorker
+from kiosk.sync import REGISTRY_CURSOR_META, MalformedPage, SyncWorker
 from tests.test_sync_helpers import (
     card,
     config_fixture,  # noqa: F401 (a fixture)
@@ -31,7 +32,7 @@ def test_interrupted_sync_resumes_without_gaps(server: DevServer, config: Config
     assert len(local_cards(config)) == 10  # the first page was applied with its cursor
     with Store(config.storage.path) as store:
         assert store.get_meta(REGISTRY_CURSOR_META) == "10"
-        assert store.get_meta(LAST_REGISTRY_SYNC_META) is None
+        assert store.get_meta(LAST_REGISTRY_SYNC) is None
     # Meanwhile a card of the applied page changes and a new one appears.
     server.upsert_cards([card("A999120000", children=None, status="inactive"), card("C999000001")])
     assert worker.sync_registry() == 17
@@ -43,7 +44,7 @@ def test_interrupted_sync_resumes_without_gaps(server: DevServer, config: Config
     # Nothing new: one request, nothing applied, the sync time moves on.
     assert worker.sync_registry() == 0
     with Store(config.storage.path) as store:
-        assert store.get_meta(LAST_REGISTRY_SYNC_META) is not None
+        assert store.get_meta(LAST_REGISTRY_SYNC) is not None
 
 
 def test_a_malformed_page_is_refused_whole(server: DevServer, config: Config) -> None:
